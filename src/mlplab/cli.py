@@ -1,0 +1,210 @@
+"""Command-line interface: parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from mlplab import __version__
+from mlplab.errors import MlplabError
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an :class:`MlplabError` into one line on stderr and exit status 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MlplabError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        sizes = [int(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 50,50, got {value!r}")
+    if not sizes or any(s < 1 for s in sizes):
+        raise click.BadParameter(f"hidden sizes must be positive integers, got {value!r}")
+    return sizes
+
+
+DATA_HELP = ("CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
+             "image folders). Default: $MLPLAB_DATA, else download the official archive.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlplab")
+def cli() -> None:
+    """mlplab: fully-connected networks on CIFAR-10 in NumPy.
+
+    Train a recipe, check gradients, evaluate saved models. Run
+    `mlplab COMMAND --help` for the options of a command.
+    """
+
+
+@cli.command()
+@click.option("--recipe", "-r", required=True, help="Shipped recipe name (see `mlplab recipes`) "
+              "or path to a TOML file.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output directory (default: runs/<recipe name>).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field, e.g. --set lam=0.005 --set hidden=50,50.")
+@click.option("--overwrite", is_flag=True, help="Allow writing into a directory holding a run.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_friendly
+def train(recipe: str, data: Path | None, out: Path | None, sets: tuple[str, ...],
+          overwrite: bool, quiet: bool) -> None:
+    """Train the network of a recipe and write results.json, curves.png and the model."""
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.train.run import run_experiment
+
+    cfg = load_recipe(recipe, parse_set_options(sets))
+    out = out or Path("runs") / cfg.name.replace("/", "-")
+    res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
+    click.echo(
+        f"{cfg.name}: test accuracy {100 * res['test_accuracy']:.2f} %"
+        + (f", validation {100 * res['val_accuracy']:.2f} %" if res["val_accuracy"] is not None
+           else "")
+        + f", train {100 * res['train_accuracy']:.2f} % "
+        f"({res['updates']} updates, {res['epochs']:.1f} epochs, {res['train_seconds']:.1f} s)"
+    )
+    click.echo(f"wrote {out}/results.json, curves.png, model.npz + model.json")
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option("--on", "part", type=click.Choice(["test", "train"]), default="test",
+              show_default=True, help="Which official part of the data to score.")
+@click.option("--vote", type=click.Choice(["mean", "majority"]), default="mean",
+              show_default=True, help="How several models are combined.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def evaluate(models: tuple[Path, ...], data: Path | None, part: str, vote: str,
+             as_json: bool) -> None:
+    """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10."""
+    from mlplab.data import load_cifar10
+    from mlplab.nn.serialize import load_network
+    from mlplab.train.ensemble import combine
+
+    loaded = [load_network(m) for m in models]
+    raw = load_cifar10(data, progress=not as_json)
+    x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
+    probs, accs = [], []
+    for m in loaded:
+        if tuple(m.classes) != tuple(raw.classes):
+            raise MlplabError(f"model classes {m.classes} differ from the data's {raw.classes}")
+        p = m.network.predict_proba(m.preprocess(x))
+        probs.append(p)
+        accs.append(float(np.mean(p.argmax(1) == y)))
+    pred = combine(probs, vote)
+    acc = float(np.mean(pred == y))
+    if as_json:
+        click.echo(json.dumps({"part": part, "n": int(len(y)), "accuracy": acc,
+                               "model_accuracies": accs, "vote": vote}))
+        return
+    for m, a in zip(models, accs, strict=True):
+        click.echo(f"{m}: {100 * a:.2f} %")
+    if len(models) > 1:
+        click.echo(f"ensemble of {len(models)} ({vote}): {100 * acc:.2f} %")
+    click.echo(f"{part} accuracy: {100 * acc:.2f} % on {len(y)} images")
+
+
+@cli.command()
+@click.option("--hidden", default="50", callback=_hidden, show_default=True,
+              help="Hidden layer sizes, comma-separated.")
+@click.option("--batch-norm", is_flag=True, help="Batch norm in every hidden layer.")
+@click.option("--drop-prob", type=float, default=0.0, show_default=True,
+              help="Dropout after hidden layers (mask frozen during the check).")
+@click.option("--lam", type=float, default=0.01, show_default=True, help="L2 weight λ.")
+@click.option("--samples", "-n", type=click.IntRange(1), default=5, show_default=True,
+              help="Number of samples in the batch.")
+@click.option("--dims", "-d", type=click.IntRange(1), default=20, show_default=True,
+              help="Keep only the first D input dimensions (the course checks on 20).")
+@click.option("--init", type=click.Choice(["course", "he", "xavier"]), default="he",
+              show_default=True)
+@click.option("--h", "step", type=float, default=1e-5, show_default=True,
+              help="Finite-difference step.")
+@click.option("--method", type=click.Choice(["loop", "vectorized"]), default="vectorized",
+              show_default=True, help="One perturbation at a time (reference) or many at once.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Use real CIFAR-10 samples from DIR (default: $MLPLAB_DATA if set, "
+                   "else standard-normal synthetic inputs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_friendly
+def gradcheck(hidden: list[int], batch_norm: bool, drop_prob: float, lam: float, samples: int,
+              dims: int, init: str, step: float, method: str, data: Path | None, seed: int,
+              as_json: bool) -> None:
+    """Compare analytic gradients of every parameter with numerical ones (float64)."""
+    from mlplab.gradcheck import gradcheck as run_check
+    from mlplab.gradcheck_fast import gradcheck_vectorized
+    from mlplab.nn.network import Network
+
+    rng = np.random.default_rng(seed)
+    data = data or (Path(os.environ["MLPLAB_DATA"]) if os.environ.get("MLPLAB_DATA") else None)
+    if data is not None:
+        from mlplab.data import load_cifar10
+
+        raw = load_cifar10(data, progress=False)
+        if dims > raw.x_train.shape[1]:
+            raise MlplabError(f"--dims {dims} exceeds the data's {raw.x_train.shape[1]} dimensions")
+        x = raw.x_train[:samples].astype(np.float64) / 255
+        x = (x - x.mean(0)) / (x.std(0) + 1e-8) if samples > 1 else x - 0.5
+        X, y, k = x[:, :dims], raw.y_train[:samples].astype(np.int64), len(raw.classes)
+        source = f"{samples} CIFAR-10 samples from {data}"
+    else:
+        X = rng.standard_normal((samples, dims))
+        k = 10
+        y = rng.integers(0, k, samples)
+        source = f"{samples} synthetic standard-normal samples"
+    if batch_norm and samples < 2:
+        raise MlplabError("batch norm needs --samples >= 2")
+    net = Network.build(dims, hidden, k, rng=rng, init=init, batch_norm=batch_norm,
+                        drop_prob=drop_prob, dtype="float64")
+    check = gradcheck_vectorized if method == "vectorized" else run_check
+    report = check(net, X, y, lam, h=step)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    arch = "-".join(str(s) for s in [dims, *hidden, k])
+    click.echo(f"gradient check of {arch}{' with batch norm' if batch_norm else ''}, λ={lam}, "
+               f"{source}, float64, h={step}, {method}")
+    click.echo(report.table())
+
+
+@cli.command("recipes")
+def list_recipes() -> None:
+    """List the shipped recipes."""
+    from mlplab.config import load_recipe, recipe_names
+
+    for name in recipe_names():
+        click.echo(f"{name:<28} {load_recipe(name).description}")
+
+
+def main() -> None:
+    """Entry point of the ``mlplab`` command."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

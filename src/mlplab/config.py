@@ -1,0 +1,269 @@
+"""Experiment configuration: a flat dataclass read from TOML recipes, with overrides.
+
+A recipe is a TOML file of ``key = value`` pairs, every key a field of
+:class:`Config`. ``base = "assignment2/ex3"`` starts from another recipe.
+Shipped recipes live in ``mlplab/recipes`` and are named by their path without
+``.toml``; any other path to a TOML file works too. ``--set key=value`` overrides
+a field after loading (the value is parsed by the field's type; lists as ``50,50``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from mlplab.errors import ConfigError
+
+SCHEDULES = ("cyclic", "constant", "step", "linear", "cosine")
+
+
+@dataclass
+class Config:
+    """Every setting of a training run. Units: ``n_s``, ``step_size``, ``record_every`` in updates."""
+
+    name: str = ""
+    description: str = ""
+    # data
+    split: str = "batch"  # batch | 45k | 49k | all | "NTRAIN/NVAL"
+    n_train: int = 0  # keep only the first n_train training samples (0: all)
+    # model
+    hidden: list[int] = field(default_factory=lambda: [50])
+    init: str = "course"  # course | he | xavier | normal
+    init_sigma: float = 0.0  # std of every weight for init = "normal"
+    batch_norm: bool = False
+    bn_position: str = "before_relu"  # before_relu | after_relu
+    bn_alpha: float = 0.9
+    drop_prob: float = 0.0
+    dtype: str = "float32"
+    # objective
+    lam: float = 0.0  # L2: cost = loss + lam * sum ||W||^2
+    label_smoothing: float = 0.0
+    # optimisation
+    optimizer: str = "sgd"  # sgd | momentum | nesterov | adam | adamw
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # decoupled (AdamW-style), on dense weights
+    batch_size: int = 100
+    schedule: str = "cyclic"  # cyclic | constant | step | linear | cosine
+    eta: float = 0.01  # rate of constant schedule; start of step/linear/cosine
+    eta_min: float = 1e-5  # cyclic
+    eta_max: float = 1e-1  # cyclic
+    n_s: int = 500  # cyclic step size
+    n_s_k: float = 0.0  # if > 0: n_s = n_s_k * floor(n_train / batch_size)
+    cycles: int = 1  # cyclic: number of full cycles (2 n_s updates each)
+    epochs: float = 0.0  # non-cyclic schedules: training length in epochs
+    step_size: int = 0  # step schedule: decay every step_size updates
+    gamma: float = 0.1  # step schedule: decay factor
+    # augmentation (applied on the fly to each mini-batch)
+    flip: bool = False
+    translate: int = 0
+    noise_std: float = 0.0
+    # bookkeeping
+    record_per_cycle: int = 10  # history points per cycle (cyclic)
+    record_every: int = 0  # history every N updates (0: from record_per_cycle, or each epoch)
+    eval_batch: int = 1000
+    seed: int = 0
+
+    # -- derived quantities -------------------------------------------------------------------
+    def resolved_n_s(self, n_train: int) -> int:
+        """``n_s``, or ``n_s_k * floor(n_train / batch_size)`` when ``n_s_k`` is set."""
+        if self.n_s_k > 0:
+            return max(1, int(round(self.n_s_k * (n_train // self.batch_size))))
+        return self.n_s
+
+    def total_updates(self, n_train: int) -> int:
+        """Number of mini-batch updates of the whole run."""
+        if self.schedule == "cyclic":
+            return 2 * self.resolved_n_s(n_train) * self.cycles
+        return int(round(self.epochs * (n_train // self.batch_size)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self) -> Config:
+        """Raise :class:`ConfigError` on any impossible value; return self."""
+
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"recipe {self.name or '(unnamed)'}: {msg}")
+
+        for k in ("lam", "label_smoothing", "drop_prob", "weight_decay", "noise_std",
+                  "eta", "eta_min", "eta_max", "momentum", "bn_alpha", "gamma",
+                  "init_sigma", "epochs", "n_s_k"):
+            v = getattr(self, k)
+            if not math.isfinite(v):
+                raise bad(f"{k} must be finite, got {v!r}")
+            if v < 0:
+                raise bad(f"{k} must be >= 0, got {v!r}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise bad(f"hidden sizes must be positive integers, got {self.hidden!r}")
+        if self.batch_size < 1:
+            raise bad(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_norm and self.batch_size < 2:
+            raise bad("batch norm needs batch_size >= 2")
+        if self.schedule not in SCHEDULES:
+            raise bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "cyclic":
+            if self.eta_min <= 0 or self.eta_max <= 0:
+                raise bad("eta_min and eta_max must be positive")
+            if self.eta_min > self.eta_max:
+                raise bad(f"eta_min ({self.eta_min}) must not exceed eta_max ({self.eta_max})")
+            if self.n_s < 1 and self.n_s_k <= 0:
+                raise bad(f"n_s must be >= 1 (or set n_s_k), got {self.n_s}")
+            if self.cycles < 1:
+                raise bad(f"cycles must be >= 1, got {self.cycles}")
+        else:
+            if self.eta <= 0:
+                raise bad(f"eta must be positive, got {self.eta}")
+            if self.epochs <= 0:
+                raise bad(f"schedule {self.schedule!r} needs epochs > 0")
+            if self.schedule == "step" and self.step_size < 1:
+                raise bad("schedule 'step' needs step_size >= 1 (updates)")
+        if not self.label_smoothing < 1:
+            raise bad(f"label_smoothing must be < 1, got {self.label_smoothing}")
+        if not self.drop_prob < 1:
+            raise bad(f"drop_prob must be < 1, got {self.drop_prob}")
+        if self.momentum >= 1:
+            raise bad(f"momentum must be < 1, got {self.momentum}")
+        if self.init == "normal" and self.init_sigma <= 0:
+            raise bad("init 'normal' needs init_sigma > 0")
+        if self.translate < 0 or self.translate > 16:
+            raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
+        for k in ("n_train", "step_size", "record_every", "seed"):
+            if getattr(self, k) < 0:
+                raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.record_per_cycle < 1 or self.eval_batch < 1:
+            raise bad("record_per_cycle and eval_batch must be >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise bad(f"dtype must be float32 or float64, got {self.dtype!r}")
+        return self
+
+
+_HINTS = get_type_hints(Config)
+FIELDS = {f.name for f in fields(Config)}
+
+
+def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
+    """Check (TOML) or parse (``--set`` text) ``value`` for field ``key``."""
+    if key not in FIELDS:
+        raise ConfigError(f"unknown recipe key {key!r}; known keys: {', '.join(sorted(FIELDS))}")
+    hint = _HINTS[key]
+    try:
+        if hint is bool:
+            if from_text:
+                low = str(value).strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return low in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if hint is int:
+            if from_text:
+                return int(str(value).strip())
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+            return value
+        if hint is float:
+            if from_text:
+                return float(str(value).strip())
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError
+            return float(value)
+        if hint == list[int]:
+            if from_text:
+                text = str(value).strip().strip("[]")
+                return [int(t) for t in text.replace(" ", "").split(",") if t]
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise ValueError
+            return list(value)
+        if hint is str:
+            if not from_text and not isinstance(value, str):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"recipe key {key!r} expects {kind}, got {value!r}") from None
+    raise AssertionError(f"unhandled type for {key}")
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with the package (``assignment2/ex3``, ...)."""
+    root = resources.files("mlplab") / "recipes"
+    names: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith(".toml"):
+                names.append(prefix + child.name[: -len(".toml")])
+
+    walk(root, "")
+    return sorted(names)
+
+
+def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"recipe file not found: {path}")
+        text, label = path.read_text(encoding="utf-8"), str(path)
+    else:
+        res = resources.files("mlplab") / "recipes" / f"{name_or_path}.toml"
+        if not res.is_file():
+            raise ConfigError(
+                f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}"
+            )
+        text, label = res.read_text(encoding="utf-8"), name_or_path
+    try:
+        return tomllib.loads(text), label
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"recipe {label} is not valid TOML: {e}") from None
+
+
+def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> Config:
+    """Load a shipped recipe by name or a TOML file by path, apply ``overrides``, validate."""
+    values: dict[str, Any] = {}
+    seen: list[str] = []
+    current: str | None = name_or_path
+    while current is not None:
+        if current in seen:
+            raise ConfigError(f"recipe inheritance loops: {' -> '.join([*seen, current])}")
+        seen.append(current)
+        data, label = _read_toml(current)
+        base = data.pop("base", None)
+        for k, v in data.items():
+            if isinstance(v, dict):
+                raise ConfigError(f"recipe {label}: tables are not supported ([{k}])")
+            values.setdefault(k, _coerce(k, v, from_text=False))
+        if base is not None and not isinstance(base, str):
+            raise ConfigError(f"recipe {label}: base must be a recipe name, got {base!r}")
+        current = base
+    values.setdefault("name", name_or_path if not name_or_path.endswith(".toml")
+                      else Path(name_or_path).stem)
+    cfg = Config(**values)
+    return apply_overrides(cfg, overrides or {})
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:
+    """A copy of ``cfg`` with text overrides parsed and applied, validated."""
+    changes = {k: _coerce(k, v, from_text=True) for k, v in overrides.items()}
+    return dataclasses.replace(cfg, **changes).validate()
+
+
+def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``["lam=0.01", "hidden=50,50"]`` -> ``{"lam": "0.01", "hidden": "50,50"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value
+    return out

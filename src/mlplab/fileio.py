@@ -1,0 +1,122 @@
+"""Atomic file writes and the model file format (``.npz`` + ``.json``, never pickle).
+
+A write goes to a temporary file in the destination's directory, is flushed to
+disk, and then renamed over the destination, so a reader (or a run killed
+mid-write) sees either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.errors import MlplabError, ModelFileError
+
+MODEL_FORMAT = "mlplab-model"
+MODEL_VERSION = 1
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Save arrays to an uncompressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool = False,
+                    markers: tuple[str, ...] = ("results.json",)) -> Path:
+    """Create ``out`` (and parents) and check that it is a writable directory.
+
+    Refuses a path that is a file, and (unless ``overwrite``) a directory that
+    already holds a finished run (any of ``markers``), so nothing is overwritten.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MlplabError(f"--out {out} exists and is not a directory")
+    if not overwrite:
+        taken = [m for m in markers if (out / m).exists()]
+        if taken:
+            raise MlplabError(
+                f"--out {out} already holds a finished run ({taken[0]}); "
+                "choose another directory or pass --overwrite"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as e:
+        raise MlplabError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    return out
+
+
+def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(json, npz)`` paths of a model given as ``X.json``, ``X.npz``, ``X`` or a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model"
+    stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
+    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+
+
+def save_model(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...)."""
+    jpath, npath = model_paths(path)
+    atomic_save_npz(npath, arrays)
+    atomic_write_json(jpath, {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, **meta})
+
+
+def load_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read the JSON metadata and the arrays of a saved model, checking the format.
+
+    Arrays are read with ``allow_pickle=False``: loading never executes code.
+    """
+    jpath, npath = model_paths(path)
+    for p in (jpath, npath):
+        if not p.is_file():
+            raise ModelFileError(f"model file not found: {p}")
+    try:
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{jpath} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{jpath} is not an mlplab model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{jpath}: invalid format_version {version!r}")
+    if version > MODEL_VERSION:
+        raise ModelFileError(
+            f"{jpath} has format version {version}, newer than this mlplab supports "
+            f"({MODEL_VERSION}); upgrade mlplab"
+        )
+    try:
+        with np.load(npath, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, ...
+        raise ModelFileError(f"{npath} is not a readable .npz array file: {e}") from None
+    return meta, arrays

@@ -1,0 +1,311 @@
+"""Layers with hand-written forward and backward passes.
+
+Conventions shared by every layer (row-major samples):
+
+- ``forward(x, train, rng)`` takes ``x`` of shape ``(n, d_in)`` and keeps exactly
+  what ``backward`` needs; ``train`` selects training behaviour (batch statistics,
+  dropout), never a global flag.
+- ``backward(dout)`` takes ``dL/d(out)`` of shape ``(n, d_out)``, returns
+  ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told that no
+  one needs it) and overwrites ``self.grads[k]`` for every ``k`` in
+  ``self.params``. It never modifies ``dout``.
+- Learnable arrays live in ``params``; running statistics live in ``buffers``
+  and are never touched by an optimiser.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mlplab.errors import ConfigError
+
+
+class Layer:
+    """Base class: a named block with ``params``, ``grads`` and ``buffers``."""
+
+    kind: ClassVar[str] = "layer"
+    decay: ClassVar[tuple[str, ...]] = ()  # names of params under L2 regularisation
+
+    def __init__(self) -> None:
+        self.name = self.kind
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def forward(
+        self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description from which :func:`layer_from_spec` rebuilds the layer."""
+        return {"kind": self.kind}
+
+    def _alloc_grads(self) -> None:
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+
+class Dense(Layer):
+    """Affine map ``out = x @ W + b`` with ``W`` of shape ``(d_in, d_out)``, ``b`` of ``(d_out,)``.
+
+    Gradients: ``dW = x.T @ dout``, ``db = sum_i dout[i]``, ``dx = dout @ W.T``.
+    ``bias=False`` drops ``b`` (it is superfluous before a batch norm, whose
+    ``beta`` plays its role).
+    """
+
+    kind = "dense"
+    decay = ("W",)
+
+    def __init__(self, W: np.ndarray, b: np.ndarray | None = None, need_dx: bool = True) -> None:
+        super().__init__()
+        if W.ndim != 2:
+            raise ConfigError(f"Dense weights must be 2-D, got shape {W.shape}")
+        self.params["W"] = W
+        if b is not None:
+            if b.shape != (W.shape[1],):
+                raise ConfigError(f"Dense bias must have shape ({W.shape[1]},), got {b.shape}")
+            self.params["b"] = b
+        self.need_dx = need_dx
+        self._x: np.ndarray | None = None
+        self._alloc_grads()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.params["W"].shape  # type: ignore[return-value]
+
+    def forward(
+        self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        out = x @ self.params["W"]
+        if "b" in self.params:
+            out += self.params["b"]
+        if train:
+            self._x = x
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        x = self._x
+        if x is None:
+            raise RuntimeError("Dense.backward called before a training forward pass")
+        np.matmul(x.T, dout, out=self.grads["W"])
+        if "b" in self.params:
+            np.sum(dout, axis=0, out=self.grads["b"])
+        if not self.need_dx:
+            return None
+        return dout @ self.params["W"].T
+
+    def spec(self) -> dict[str, Any]:
+        d_in, d_out = self.shape
+        return {"kind": self.kind, "d_in": d_in, "d_out": d_out, "bias": "b" in self.params}
+
+
+class ReLU(Layer):
+    """``out = max(x, 0)``; ``dx = dout * [x > 0]``."""
+
+    kind = "relu"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._out: np.ndarray | None = None
+
+    def forward(
+        self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        out = np.maximum(x, 0)
+        if train:
+            self._out = out
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._out is None:
+            raise RuntimeError("ReLU.backward called before a training forward pass")
+        return dout * (self._out > 0)
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the batch axis (Ioffe & Szegedy 2015).
+
+    Training, for ``x`` of shape ``(n, d)``::
+
+        mu = mean_i x[i]            v = mean_i (x[i] - mu)^2      (biased, divides by n)
+        xhat = (x - mu) / sqrt(v + eps)
+        out = gamma * xhat + beta
+
+    and the running statistics are updated as exponential moving averages
+    ``r <- alpha * r + (1 - alpha) * batch_stat`` (``alpha = 0.9`` is PyTorch's
+    ``momentum = 0.1``). Evaluation normalises with the running statistics.
+
+    ``running_init``: ``"first_batch"`` (default, as in the course) sets the
+    running statistics to the first training batch's statistics;
+    ``"torch"`` starts from mean 0, variance 1 as ``torch.nn.BatchNorm1d`` does.
+    ``unbiased_running_var``: PyTorch feeds the unbiased batch variance
+    (``v * n / (n - 1)``) into the running variance; the course feeds ``v``.
+
+    Backward (with ``dxhat = dout * gamma``)::
+
+        dgamma = sum_i dout[i] * xhat[i]        dbeta = sum_i dout[i]
+        dx = (n * dxhat - sum_i dxhat[i] - xhat * sum_i dxhat[i] * xhat[i]) / (n * sqrt(v + eps))
+    """
+
+    kind = "batchnorm"
+
+    def __init__(
+        self,
+        d: int,
+        *,
+        alpha: float = 0.9,
+        eps: float = 1e-5,
+        running_init: str = "first_batch",
+        unbiased_running_var: bool = False,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= alpha < 1.0:
+            raise ConfigError(f"batch-norm alpha must be in [0, 1), got {alpha!r}")
+        if not eps > 0:
+            raise ConfigError(f"batch-norm eps must be positive, got {eps!r}")
+        if running_init not in ("first_batch", "torch"):
+            raise ConfigError(
+                f"batch-norm running_init must be 'first_batch' or 'torch', got {running_init!r}"
+            )
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.running_init = running_init
+        self.unbiased_running_var = bool(unbiased_running_var)
+        self.params["gamma"] = np.ones(d, dtype=dtype)
+        self.params["beta"] = np.zeros(d, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(d, dtype=dtype)
+        self.buffers["running_var"] = np.ones(d, dtype=dtype)
+        self.buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        self._alloc_grads()
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+
+    def forward(
+        self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not train:
+            inv_std = 1.0 / np.sqrt(self.buffers["running_var"] + self.eps)
+            return (x - self.buffers["running_mean"]) * (gamma * inv_std) + beta
+        n = x.shape[0]
+        if n < 2:
+            raise ConfigError("batch normalisation needs at least 2 samples per training batch")
+        mu = x.mean(axis=0)
+        xc = x - mu
+        var = np.mean(xc * xc, axis=0)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        xhat = xc * inv_std
+        self._cache = (xhat, inv_std)
+        self._update_running(mu, var * (n / (n - 1)) if self.unbiased_running_var else var)
+        return xhat * gamma + beta
+
+    def _update_running(self, mu: np.ndarray, var: np.ndarray) -> None:
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        if self.running_init == "first_batch" and int(self.buffers["num_batches_tracked"]) == 0:
+            rm[...] = mu
+            rv[...] = var
+        else:
+            a = self.alpha
+            rm *= a
+            rm += (1.0 - a) * mu
+            rv *= a
+            rv += (1.0 - a) * var
+        self.buffers["num_batches_tracked"][...] += 1
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._cache is None:
+            raise RuntimeError("BatchNorm.backward called before a training forward pass")
+        xhat, inv_std = self._cache
+        n = dout.shape[0]
+        np.sum(dout * xhat, axis=0, out=self.grads["gamma"])
+        np.sum(dout, axis=0, out=self.grads["beta"])
+        dxhat = dout * self.params["gamma"]
+        dx = n * dxhat
+        dx -= dxhat.sum(axis=0)
+        dx -= xhat * np.sum(dxhat * xhat, axis=0)
+        dx *= inv_std / n
+        return dx
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "d": int(self.params["gamma"].shape[0]),
+            "alpha": self.alpha,
+            "eps": self.eps,
+            "running_init": self.running_init,
+            "unbiased_running_var": self.unbiased_running_var,
+        }
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training ``out = x * m / (1 - drop_prob)``, ``m ~ Bernoulli(1 - drop_prob)``.
+
+    The mask is drawn from the generator passed to ``forward`` (the run's RNG).
+    ``freeze()`` keeps the last mask for later passes of the same shape, which
+    makes the layer deterministic for gradient checks. Evaluation is the identity.
+    """
+
+    kind = "dropout"
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ConfigError(f"drop_prob must be in [0, 1), got {drop_prob!r}")
+        self.drop_prob = float(drop_prob)
+        self.frozen = False
+        self._scaled_mask: np.ndarray | None = None
+
+    def freeze(self, frozen: bool = True) -> None:
+        self.frozen = frozen
+
+    def forward(
+        self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        if not train or self.drop_prob == 0.0:
+            self._scaled_mask = None
+            return x
+        m = self._scaled_mask
+        if not (self.frozen and m is not None and m.shape == x.shape):
+            if rng is None:
+                raise ValueError("Dropout in training mode needs the run's random generator")
+            keep = 1.0 - self.drop_prob
+            m = (rng.random(x.shape) < keep).astype(x.dtype)
+            m /= keep
+            self._scaled_mask = m
+        return x * m
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._scaled_mask is None:
+            return dout
+        return dout * self._scaled_mask
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "drop_prob": self.drop_prob}
+
+
+def layer_from_spec(spec: dict[str, Any], dtype: np.dtype | type = np.float32) -> Layer:
+    """Rebuild an (unweighted: zeros) layer from :meth:`Layer.spec`."""
+    kind = spec.get("kind")
+    if kind == "dense":
+        W = np.zeros((int(spec["d_in"]), int(spec["d_out"])), dtype=dtype)
+        b = np.zeros(int(spec["d_out"]), dtype=dtype) if spec.get("bias", True) else None
+        return Dense(W, b)
+    if kind == "relu":
+        return ReLU()
+    if kind == "batchnorm":
+        return BatchNorm(
+            int(spec["d"]),
+            alpha=float(spec["alpha"]),
+            eps=float(spec["eps"]),
+            running_init=str(spec["running_init"]),
+            unbiased_running_var=bool(spec["unbiased_running_var"]),
+            dtype=dtype,
+        )
+    if kind == "dropout":
+        return Dropout(float(spec["drop_prob"]))
+    raise ConfigError(f"unknown layer kind {kind!r}")

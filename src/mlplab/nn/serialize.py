@@ -1,0 +1,81 @@
+"""Saving and loading a trained network with its preprocessing (``.npz`` + ``.json``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlplab.errors import MlplabError, ModelFileError
+from mlplab.fileio import load_model_files, save_model
+from mlplab.nn.network import Network
+
+
+@dataclass
+class SavedModel:
+    """A network plus the standardisation it was trained with and the class names."""
+
+    network: Network
+    mean: np.ndarray  # (d,) float64 training mean of pixels/255
+    std: np.ndarray  # (d,) float64 training std of pixels/255
+    classes: tuple[str, ...]
+    meta: dict[str, Any]
+
+    def preprocess(self, x_uint8: np.ndarray) -> np.ndarray:
+        """``(x / 255 - mean) / std`` in the network's dtype, for raw ``(n, d)`` pixels."""
+        x = x_uint8.astype(self.network.dtype)
+        x /= 255
+        x -= self.mean.astype(self.network.dtype)
+        x /= self.std.astype(self.network.dtype)
+        return x
+
+
+def save_network(path: str | os.PathLike, net: Network, mean: np.ndarray, std: np.ndarray,
+                 classes: tuple[str, ...], extra: dict[str, Any] | None = None) -> None:
+    """Write ``path.npz`` (parameters, buffers, preprocessing) and ``path.json`` (architecture)."""
+    arrays = {f"net/{k}": v for k, v in net.state().items()}
+    arrays["preprocess/mean"] = np.asarray(mean, dtype=np.float64)
+    arrays["preprocess/std"] = np.asarray(std, dtype=np.float64)
+    meta = {
+        "dtype": np.dtype(net.dtype).name,
+        "layers": net.spec(),
+        "classes": list(classes),
+        **(extra or {}),
+    }
+    save_model(path, meta, arrays)
+
+
+def load_network(path: str | os.PathLike) -> SavedModel:
+    """Load a model saved by :func:`save_network`, checking names, shapes and dtypes."""
+    meta, arrays = load_model_files(path)
+    try:
+        net = Network.from_spec(meta["layers"], meta["dtype"])
+        classes = tuple(str(c) for c in meta["classes"])
+    except (KeyError, TypeError, ValueError, MlplabError) as e:
+        raise ModelFileError(f"{path}: invalid model description: {e}") from None
+    state = {k[len("net/"):]: v for k, v in arrays.items() if k.startswith("net/")}
+    expected = {**net.params(), **net.buffers()}
+    for k, ref in expected.items():
+        if k not in state:
+            raise ModelFileError(f"{path}: array {k!r} is missing")
+        if state[k].shape != ref.shape:
+            raise ModelFileError(f"{path}: array {k!r} has shape {state[k].shape}, "
+                                 f"expected {ref.shape}")
+        if state[k].dtype != ref.dtype:
+            raise ModelFileError(f"{path}: array {k!r} has dtype {state[k].dtype}, "
+                                 f"expected {ref.dtype}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ModelFileError(f"{path}: unexpected arrays {extra}")
+    net.set_state(state)
+    d = net.d_in
+    for key in ("preprocess/mean", "preprocess/std"):
+        if key not in arrays:
+            raise ModelFileError(f"{path}: array {key!r} is missing")
+        if arrays[key].shape != (d,) or arrays[key].dtype != np.float64:
+            raise ModelFileError(f"{path}: array {key!r} must be float64 of shape ({d},)")
+    if len(classes) != net.n_classes:
+        raise ModelFileError(f"{path}: {len(classes)} class names for {net.n_classes} outputs")
+    return SavedModel(net, arrays["preprocess/mean"], arrays["preprocess/std"], classes, meta)

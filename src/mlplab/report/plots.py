@@ -1,0 +1,49 @@
+"""Training curves in the style of the DD2424 figures (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mlplab.fileio import atomic_write_bytes  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Save ``fig`` as PNG atomically and close it."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike,
+                title: str = "") -> None:
+    """Cost, loss and accuracy (train and validation) and the learning rate against update step."""
+    steps = [p["step"] for p in history]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    panels = [("cost", "cost"), ("loss", "loss"), ("accuracy", "accuracy")]
+    for ax, (key, label) in zip(axes, panels, strict=False):
+        ax.plot(steps, [p[f"train_{key}"] for p in history], label="training")
+        if history and f"val_{key}" in history[0]:
+            ax.plot(steps, [p[f"val_{key}"] for p in history], label="validation")
+        ax.set_xlabel("update step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} plot")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax = axes[3]
+    ax.plot(steps, [p["lr"] for p in history], color="tab:green")
+    ax.set_xlabel("update step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning rate (at recorded steps)")
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)

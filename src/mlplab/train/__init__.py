@@ -1,0 +1,1 @@
+"""Training loop, experiment runner and the scikit-learn style estimator."""

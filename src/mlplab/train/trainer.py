@@ -1,0 +1,182 @@
+"""Mini-batch gradient descent with per-epoch reshuffling.
+
+Every epoch draws one permutation of the training rows from the run's
+generator; mini-batch ``b`` of the epoch is rows ``perm[b*B:(b+1)*B]``, gathered
+into one preallocated buffer (no per-step allocation of batch arrays). An epoch
+has ``floor(n / B)`` updates; the few rows left over by a permutation are seen
+in other epochs. The learning rate of update ``t`` (counted from 0) is
+``schedule(t)``. The history is recorded at step 0, every ``record_every``
+updates and at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mlplab.config import Config
+from mlplab.data.augment import augment_batch
+from mlplab.errors import ConfigError, TrainingDiverged
+from mlplab.nn.network import Network
+from mlplab.optim import Constant, Cosine, Cyclic, LinearDecay, Schedule, StepDecay
+from mlplab.optim.optimizers import Optimizer, make_optimizer
+
+
+def make_schedule(cfg: Config, n_train: int) -> Schedule:
+    """The learning-rate schedule of ``cfg`` for a training set of ``n_train`` rows."""
+    total = cfg.total_updates(n_train)
+    if cfg.schedule == "cyclic":
+        return Cyclic(cfg.eta_min, cfg.eta_max, cfg.resolved_n_s(n_train))
+    if cfg.schedule == "constant":
+        return Constant(cfg.eta)
+    if cfg.schedule == "step":
+        return StepDecay(cfg.eta, cfg.step_size, cfg.gamma)
+    if cfg.schedule == "linear":
+        return LinearDecay(cfg.eta, max(total, 1))
+    if cfg.schedule == "cosine":
+        return Cosine(cfg.eta, max(total, 1))
+    raise ConfigError(f"unknown schedule {cfg.schedule!r}")
+
+
+def record_interval(cfg: Config, n_train: int) -> int:
+    """Updates between two history points."""
+    if cfg.record_every:
+        return cfg.record_every
+    if cfg.schedule == "cyclic":
+        return max(1, (2 * cfg.resolved_n_s(n_train)) // cfg.record_per_cycle)
+    return max(1, n_train // cfg.batch_size)
+
+
+class Trainer:
+    """Train ``network`` by the settings of ``cfg`` with the generator ``rng``.
+
+    ``on_record(point)`` is called with every history point; ``on_cycle_end(k)``
+    after the last update of cycle ``k`` of a cyclic schedule (snapshot ensembles).
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        cfg: Config,
+        rng: np.random.Generator,
+        *,
+        progress: bool = True,
+        on_record: Callable[[dict[str, float]], None] | None = None,
+        on_cycle_end: Callable[[int], None] | None = None,
+    ) -> None:
+        self.net = network
+        self.cfg = cfg
+        self.rng = rng
+        self.progress = progress
+        self.on_record = on_record
+        self.on_cycle_end = on_cycle_end
+        self.optimizer: Optimizer = make_optimizer(
+            cfg.optimizer,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            decay_names=network.decay_names(),
+        )
+        self.history: list[dict[str, float]] = []
+        self.step = 0
+        self.seconds = 0.0
+
+    def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
+        lam, eb = self.cfg.lam, self.cfg.eval_batch
+        tr = self.net.evaluate(X, y, lam, eb)
+        point: dict[str, float] = {
+            "step": self.step,
+            "epoch": self.step / max(1, n // self.cfg.batch_size),
+            "lr": lr,
+            "train_cost": tr["cost"],
+            "train_loss": tr["loss"],
+            "train_accuracy": tr["accuracy"],
+        }
+        if X_val is not None and len(X_val):
+            va = self.net.evaluate(X_val, y_val, lam, eb)
+            point.update(val_cost=va["cost"], val_loss=va["loss"], val_accuracy=va["accuracy"])
+        for name, p in self.net.params().items():
+            if not np.all(np.isfinite(p)):
+                raise TrainingDiverged(
+                    f"parameter {name} became non-finite by update {self.step} "
+                    f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
+                )
+        self.history.append(point)
+        if self.on_record:
+            self.on_record(point)
+        return point
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> list[dict[str, float]]:
+        """Train on ``X`` ``(n, d)`` / ``y`` ``(n,)``; return the history (also in ``self.history``)."""
+        cfg, rng, net = self.cfg, self.rng, self.net
+        n = X.shape[0]
+        B = cfg.batch_size
+        if X.shape[1] != net.d_in:
+            raise ConfigError(f"data has {X.shape[1]} features, the network expects {net.d_in}")
+        if B > n:
+            raise ConfigError(f"batch_size {B} is larger than the training split ({n} samples)")
+        if X.dtype != net.dtype:
+            raise ConfigError(f"data dtype {X.dtype} differs from the network's {net.dtype}")
+        schedule = make_schedule(cfg, n)
+        total = cfg.total_updates(n)
+        if total < 1:
+            raise ConfigError("the run would make no update: raise epochs, cycles or n_s")
+        every = record_interval(cfg, n)
+        per_epoch = n // B
+        cycle_len = schedule.cycle_length if isinstance(schedule, Cyclic) else 0
+        augment = cfg.flip or cfg.translate or cfg.noise_std
+        xb = np.empty((B, X.shape[1]), dtype=X.dtype)
+        params, grads = net.params(), net.grads()
+        start = time.perf_counter()
+        self._record(X, y, X_val, y_val, schedule(0), n)
+        bar = tqdm(total=total, unit="upd", disable=not self.progress, mininterval=0.5,
+                   desc=cfg.name or "train", leave=False)
+        perm = np.empty(0, dtype=np.int64)
+        try:
+            while self.step < total:
+                b = self.step % per_epoch
+                if b == 0:
+                    perm = rng.permutation(n)
+                idx = perm[b * B : (b + 1) * B]
+                np.take(X, idx, axis=0, out=xb)
+                yb = y[idx]
+                if augment:
+                    augment_batch(xb, rng, flip=cfg.flip, translate=cfg.translate,
+                                  noise_std=cfg.noise_std)
+                lr = schedule(self.step)
+                _, loss = net.loss_grad(xb, yb, cfg.lam, rng, label_smoothing=cfg.label_smoothing)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the loss became non-finite at update {self.step} "
+                        f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
+                    )
+                self.optimizer.step(params, grads, lr)
+                self.step += 1
+                bar.update(1)
+                if cycle_len and self.step % cycle_len == 0 and self.on_cycle_end:
+                    self.on_cycle_end(self.step // cycle_len)
+                if self.step % every == 0 or self.step == total:
+                    pt = self._record(X, y, X_val, y_val, schedule(self.step), n)
+                    if "val_accuracy" in pt:
+                        bar.set_postfix(val_acc=f"{pt['val_accuracy']:.3f}", refresh=False)
+        finally:
+            bar.close()
+            self.seconds = time.perf_counter() - start
+        return self.history
+
+    def summary(self, n_train: int) -> dict[str, Any]:
+        return {
+            "updates": self.step,
+            "epochs": self.step / max(1, n_train // self.cfg.batch_size),
+            "train_seconds": self.seconds,
+        }
