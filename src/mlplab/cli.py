@@ -68,16 +68,28 @@ def cli() -> None:
               help="Output directory (default: runs/<recipe name>).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set lam=0.005 --set hidden=50,50.")
+@click.option("--from-study", "study", default=None, metavar="NAME",
+              help="Take the best hyper-parameters of this search study (see `mlplab search`).")
+@click.option("--storage", default=None, metavar="URL",
+              help="Storage of --from-study (default: sqlite file of `mlplab search`'s --out).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a directory holding a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_friendly
 def train(recipe: str, data: Path | None, out: Path | None, sets: tuple[str, ...],
-          overwrite: bool, quiet: bool) -> None:
+          study: str | None, storage: str | None, overwrite: bool, quiet: bool) -> None:
     """Train the network of a recipe and write results.json, curves.png and the model."""
     from mlplab.config import load_recipe, parse_set_options
+
+    overrides = {}
+    if study is not None:
+        from mlplab.search.study import best_overrides
+
+        overrides = best_overrides(study, storage)
+        click.echo(f"best of study {study}: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
+    overrides.update(parse_set_options(sets))
     from mlplab.train.run import run_experiment
 
-    cfg = load_recipe(recipe, parse_set_options(sets))
+    cfg = load_recipe(recipe, overrides)
     out = out or Path("runs") / cfg.name.replace("/", "-")
     res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
     click.echo(

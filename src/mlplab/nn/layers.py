@@ -63,6 +63,9 @@ class Dense(Layer):
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, need_dx: bool = True) -> None:
         super().__init__()
+        # ``grads`` hold ``grad_scale * dL/dparam``: the fused SGD path of the trainer sets it
+        # to ``-lr`` so that the weight GEMM writes the update itself (no extra pass over W).
+        self.grad_scale = 1.0
         if W.ndim != 2:
             raise ConfigError(f"Dense weights must be 2-D, got shape {W.shape}")
         self.params["W"] = W
@@ -92,9 +95,10 @@ class Dense(Layer):
         x = self._x
         if x is None:
             raise RuntimeError("Dense.backward called before a training forward pass")
-        np.matmul(x.T, dout, out=self.grads["W"])
+        g = dout if self.grad_scale == 1.0 else dout * self.grad_scale
+        np.matmul(x.T, g, out=self.grads["W"])
         if "b" in self.params:
-            np.sum(dout, axis=0, out=self.grads["b"])
+            np.sum(g, axis=0, out=self.grads["b"])
         if not self.need_dx:
             return None
         return dout @ self.params["W"].T
