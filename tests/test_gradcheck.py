@@ -24,8 +24,9 @@ ARCHS = [
 
 def _case(d, hidden, bn, dp, seed=0, n=8):
     rng = np.random.default_rng(seed)
-    net = Network.build(d, hidden, 10, rng=rng, init="he", batch_norm=bn, drop_prob=dp,
-                        dtype="float64")
+    net = Network.build(
+        d, hidden, 10, rng=rng, init="he", batch_norm=bn, drop_prob=dp, dtype="float64"
+    )
     X = rng.standard_normal((n, d))
     y = rng.integers(0, 10, n)
     R = rng.standard_normal((n, 10)) * 0.1  # random upstream gradient

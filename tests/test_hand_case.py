@@ -13,8 +13,13 @@ def test_two_layer_by_hand():
     # h = relu(s1) = [1, 0]; W2 = [[1, -1], [0, 5]], b2 = [0, 0] -> s = [1, -1]
     # p = softmax([1, -1]) = [e/(e+1/e), ...]; label 0 -> loss = log(1 + e^-2)
     W1 = np.array([[1.0, 2.0], [3.0, 4.0]])
-    net = Network([Dense(W1.copy(), np.array([3.0, 1.0])), ReLU(),
-                   Dense(np.array([[1.0, -1.0], [0.0, 5.0]]), np.zeros(2))])
+    net = Network(
+        [
+            Dense(W1.copy(), np.array([3.0, 1.0])),
+            ReLU(),
+            Dense(np.array([[1.0, -1.0], [0.0, 5.0]]), np.zeros(2)),
+        ]
+    )
     X = np.array([[1.0, -1.0]])
     y = np.array([0])
     cost, loss = net.loss_grad(X, y, lam=0.5)
@@ -24,7 +29,9 @@ def test_two_layer_by_hand():
     p0 = 1 / (1 + np.exp(-2.0))
     g = np.array([p0 - 1, 1 - p0])  # dL/ds
     grads = net.grads()
-    np.testing.assert_allclose(grads["dense2.W"], np.outer([1, 0], g) + 2 * 0.5 * net.params()["dense2.W"])
+    np.testing.assert_allclose(
+        grads["dense2.W"], np.outer([1, 0], g) + 2 * 0.5 * net.params()["dense2.W"]
+    )
     np.testing.assert_allclose(grads["dense2.b"], g)
     dh = np.array([[1.0, -1.0], [0.0, 5.0]]) @ g  # back through W2
     ds1 = dh * np.array([1.0, 0.0])  # ReLU mask

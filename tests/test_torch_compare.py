@@ -27,8 +27,9 @@ def _torch_model(net: Network) -> torch.nn.Sequential:
         elif isinstance(layer, ReLU):
             mods.append(torch.nn.ReLU())
         elif isinstance(layer, BatchNorm):
-            bn = torch.nn.BatchNorm1d(layer.params["gamma"].size, eps=layer.eps,
-                                      momentum=1 - layer.alpha)
+            bn = torch.nn.BatchNorm1d(
+                layer.params["gamma"].size, eps=layer.eps, momentum=1 - layer.alpha
+            )
             with torch.no_grad():
                 bn.weight.copy_(torch.from_numpy(layer.params["gamma"]))
                 bn.bias.copy_(torch.from_numpy(layer.params["beta"]))
@@ -58,14 +59,20 @@ def _rel(a, b):
 
 @pytest.mark.parametrize(
     ("d", "hidden", "bn", "lam"),
-    [(30, [50], False, 0.0), (30, [50], False, 0.01), (64, [40, 30], False, 0.1),
-     (20, [16, 16, 16, 16], False, 0.005), (30, [50, 50], True, 0.005),
-     (20, [20, 15, 10], True, 0.0)],
+    [
+        (30, [50], False, 0.0),
+        (30, [50], False, 0.01),
+        (64, [40, 30], False, 0.1),
+        (20, [16, 16, 16, 16], False, 0.005),
+        (30, [50, 50], True, 0.005),
+        (20, [20, 15, 10], True, 0.0),
+    ],
 )
 def test_network_gradients_match_autograd(d, hidden, bn, lam):
     rng = np.random.default_rng(7)
-    net = Network.build(d, hidden, 10, rng=rng, init="he", batch_norm=bn,
-                        bn_running_init="torch", dtype="float64")
+    net = Network.build(
+        d, hidden, 10, rng=rng, init="he", batch_norm=bn, bn_running_init="torch", dtype="float64"
+    )
     for ly in net.layers:
         if isinstance(ly, BatchNorm):  # non-trivial gamma/beta
             ly.params["gamma"][...] = rng.uniform(0.5, 1.5, ly.params["gamma"].shape)
@@ -88,8 +95,9 @@ def test_network_gradients_match_autograd(d, hidden, bn, lam):
 def test_batchnorm_matches_torch_train_and_eval():
     rng = np.random.default_rng(0)
     d = 7
-    ours = BatchNorm(d, alpha=0.9, running_init="torch", unbiased_running_var=True,
-                     dtype=np.float64)
+    ours = BatchNorm(
+        d, alpha=0.9, running_init="torch", unbiased_running_var=True, dtype=np.float64
+    )
     ours.params["gamma"][...] = rng.uniform(0.5, 2, d)
     ours.params["beta"][...] = rng.normal(size=d)
     tb = torch.nn.BatchNorm1d(d, momentum=0.1)
@@ -111,14 +119,15 @@ def test_batchnorm_matches_torch_train_and_eval():
         np.testing.assert_allclose(ours.grads["beta"], tb.bias.grad.numpy(), rtol=1e-10)
         tb.weight.grad = None
         tb.bias.grad = None
-        np.testing.assert_allclose(ours.buffers["running_mean"], tb.running_mean.numpy(),
-                                   rtol=1e-12)
-        np.testing.assert_allclose(ours.buffers["running_var"], tb.running_var.numpy(),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            ours.buffers["running_mean"], tb.running_mean.numpy(), rtol=1e-12
+        )
+        np.testing.assert_allclose(ours.buffers["running_var"], tb.running_var.numpy(), rtol=1e-12)
     tb.eval()
     x = rng.normal(size=(5, d))
-    np.testing.assert_allclose(ours.forward(x, train=False),
-                               tb(torch.from_numpy(x)).detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        ours.forward(x, train=False), tb(torch.from_numpy(x)).detach().numpy(), rtol=1e-10
+    )
 
 
 def test_batchnorm_course_running_stats_use_biased_variance_and_first_batch():
@@ -145,16 +154,17 @@ def test_batchnorm_eval_uses_running_statistics_not_the_batch():
     bn = next(ly for ly in net.layers if isinstance(ly, BatchNorm))
     h = x @ net.layers[0].params["W"]
     expected = (h - bn.buffers["running_mean"]) / np.sqrt(bn.buffers["running_var"] + bn.eps)
-    np.testing.assert_allclose(bn.forward(h, train=False), expected * bn.params["gamma"]
-                               + bn.params["beta"], rtol=1e-12)
+    np.testing.assert_allclose(
+        bn.forward(h, train=False), expected * bn.params["gamma"] + bn.params["beta"], rtol=1e-12
+    )
     assert not np.allclose(bn.forward(h, train=False), bn.forward(h, train=True))
 
 
 def _course_cyclic(t, eta_min, eta_max, n_s):
-    l = t // (2 * n_s)
-    if 2 * l * n_s <= t <= (2 * l + 1) * n_s:
-        return eta_min + (t - 2 * l * n_s) / n_s * (eta_max - eta_min)
-    return eta_max - (t - (2 * l + 1) * n_s) / n_s * (eta_max - eta_min)
+    c = t // (2 * n_s)
+    if 2 * c * n_s <= t <= (2 * c + 1) * n_s:
+        return eta_min + (t - 2 * c * n_s) / n_s * (eta_max - eta_min)
+    return eta_max - (t - (2 * c + 1) * n_s) / n_s * (eta_max - eta_min)
 
 
 def test_cyclic_equals_course_formula_and_turning_points():
@@ -169,8 +179,9 @@ def test_cyclic_equals_course_formula_and_turning_points():
 def test_cyclic_equals_torch_cycliclr_over_several_cycles():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1e-5)
-    sched = torch.optim.lr_scheduler.CyclicLR(opt, base_lr=1e-5, max_lr=1e-1, step_size_up=800,
-                                              mode="triangular", cycle_momentum=False)
+    sched = torch.optim.lr_scheduler.CyclicLR(
+        opt, base_lr=1e-5, max_lr=1e-1, step_size_up=800, mode="triangular", cycle_momentum=False
+    )
     ours = Cyclic(1e-5, 1e-1, 800)
     for t in range(3 * 1600 + 1):
         assert np.isclose(opt.param_groups[0]["lr"], ours(t), rtol=1e-9, atol=1e-15), t
@@ -198,14 +209,19 @@ def test_step_and_cosine_match_torch():
     [
         (lambda: SGD(), lambda ps: torch.optim.SGD(ps, lr=0.05)),
         (lambda: SGD(momentum=0.9), lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9)),
-        (lambda: SGD(momentum=0.9, nesterov=True),
-         lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True)),
+        (
+            lambda: SGD(momentum=0.9, nesterov=True),
+            lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
+        ),
         (lambda: Adam(), lambda ps: torch.optim.Adam(ps, lr=0.05)),
-        (lambda: Adam(decoupled_weight_decay=0.1, decay_names=["w"]),
-         lambda ps: torch.optim.AdamW([{"params": ps[:1], "weight_decay": 0.1},
-                                       {"params": ps[1:], "weight_decay": 0.0}], lr=0.05)),
-        (lambda: SGD(momentum=0.5, decoupled_weight_decay=0.2, decay_names=["w"]),
-         None),
+        (
+            lambda: Adam(decoupled_weight_decay=0.1, decay_names=["w"]),
+            lambda ps: torch.optim.AdamW(
+                [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "weight_decay": 0.0}],
+                lr=0.05,
+            ),
+        ),
+        (lambda: SGD(momentum=0.5, decoupled_weight_decay=0.2, decay_names=["w"]), None),
     ],
 )
 def test_optimizer_steps_match_torch(ours, theirs):

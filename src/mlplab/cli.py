@@ -40,14 +40,18 @@ def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
     try:
         sizes = [int(v) for v in value.replace(" ", "").split(",") if v]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 50,50, got {value!r}")
+        raise click.BadParameter(
+            f"expected comma-separated integers like 50,50, got {value!r}"
+        ) from None
     if not sizes or any(s < 1 for s in sizes):
         raise click.BadParameter(f"hidden sizes must be positive integers, got {value!r}")
     return sizes
 
 
-DATA_HELP = ("CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
-             "image folders). Default: $MLPLAB_DATA, else download the official archive.")
+DATA_HELP = (
+    "CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
+    "image folders). Default: $MLPLAB_DATA, else download the official archive."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,22 +65,53 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--recipe", "-r", required=True, help="Shipped recipe name (see `mlplab recipes`) "
-              "or path to a TOML file.")
+@click.option(
+    "--recipe",
+    "-r",
+    required=True,
+    help="Shipped recipe name (see `mlplab recipes`) or path to a TOML file.",
+)
 @click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="Output directory (default: runs/<recipe name>).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe field, e.g. --set lam=0.005 --set hidden=50,50.")
-@click.option("--from-study", "study", default=None, metavar="NAME",
-              help="Take the best hyper-parameters of this search study (see `mlplab search`).")
-@click.option("--storage", default=None, metavar="URL",
-              help="Storage of --from-study (default: sqlite file of `mlplab search`'s --out).")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output directory (default: runs/<recipe name>).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe field, e.g. --set lam=0.005 --set hidden=50,50.",
+)
+@click.option(
+    "--from-study",
+    "study",
+    default=None,
+    metavar="NAME",
+    help="Take the best hyper-parameters of this search study (see `mlplab search`).",
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="Storage of --from-study (default: sqlite file of `mlplab search`'s --out).",
+)
 @click.option("--overwrite", is_flag=True, help="Allow writing into a directory holding a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_friendly
-def train(recipe: str, data: Path | None, out: Path | None, sets: tuple[str, ...],
-          study: str | None, storage: str | None, overwrite: bool, quiet: bool) -> None:
+def train(
+    recipe: str,
+    data: Path | None,
+    out: Path | None,
+    sets: tuple[str, ...],
+    study: str | None,
+    storage: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Train the network of a recipe and write results.json, curves.png and the model."""
     from mlplab.config import load_recipe, parse_set_options
 
@@ -94,8 +129,11 @@ def train(recipe: str, data: Path | None, out: Path | None, sets: tuple[str, ...
     res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
     click.echo(
         f"{cfg.name}: test accuracy {100 * res['test_accuracy']:.2f} %"
-        + (f", validation {100 * res['val_accuracy']:.2f} %" if res["val_accuracy"] is not None
-           else "")
+        + (
+            f", validation {100 * res['val_accuracy']:.2f} %"
+            if res["val_accuracy"] is not None
+            else ""
+        )
         + f", train {100 * res['train_accuracy']:.2f} % "
         f"({res['updates']} updates, {res['epochs']:.1f} epochs, {res['train_seconds']:.1f} s)"
     )
@@ -105,14 +143,26 @@ def train(recipe: str, data: Path | None, out: Path | None, sets: tuple[str, ...
 @cli.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-@click.option("--on", "part", type=click.Choice(["test", "train"]), default="test",
-              show_default=True, help="Which official part of the data to score.")
-@click.option("--vote", type=click.Choice(["mean", "majority"]), default="mean",
-              show_default=True, help="How several models are combined.")
+@click.option(
+    "--on",
+    "part",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="Which official part of the data to score.",
+)
+@click.option(
+    "--vote",
+    type=click.Choice(["mean", "majority"]),
+    default="mean",
+    show_default=True,
+    help="How several models are combined.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
-def evaluate(models: tuple[Path, ...], data: Path | None, part: str, vote: str,
-             as_json: bool) -> None:
+def evaluate(
+    models: tuple[Path, ...], data: Path | None, part: str, vote: str, as_json: bool
+) -> None:
     """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10."""
     from mlplab.data import load_cifar10
     from mlplab.nn.serialize import load_network
@@ -131,8 +181,17 @@ def evaluate(models: tuple[Path, ...], data: Path | None, part: str, vote: str,
     pred = combine(probs, vote)
     acc = float(np.mean(pred == y))
     if as_json:
-        click.echo(json.dumps({"part": part, "n": int(len(y)), "accuracy": acc,
-                               "model_accuracies": accs, "vote": vote}))
+        click.echo(
+            json.dumps(
+                {
+                    "part": part,
+                    "n": len(y),
+                    "accuracy": acc,
+                    "model_accuracies": accs,
+                    "vote": vote,
+                }
+            )
+        )
         return
     for m, a in zip(models, accs, strict=True):
         click.echo(f"{m}: {100 * a:.2f} %")
@@ -142,31 +201,75 @@ def evaluate(models: tuple[Path, ...], data: Path | None, part: str, vote: str,
 
 
 @cli.command()
-@click.option("--hidden", default="50", callback=_hidden, show_default=True,
-              help="Hidden layer sizes, comma-separated.")
+@click.option(
+    "--hidden",
+    default="50",
+    callback=_hidden,
+    show_default=True,
+    help="Hidden layer sizes, comma-separated.",
+)
 @click.option("--batch-norm", is_flag=True, help="Batch norm in every hidden layer.")
-@click.option("--drop-prob", type=float, default=0.0, show_default=True,
-              help="Dropout after hidden layers (mask frozen during the check).")
+@click.option(
+    "--drop-prob",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Dropout after hidden layers (mask frozen during the check).",
+)
 @click.option("--lam", type=float, default=0.01, show_default=True, help="L2 weight λ.")
-@click.option("--samples", "-n", type=click.IntRange(1), default=5, show_default=True,
-              help="Number of samples in the batch.")
-@click.option("--dims", "-d", type=click.IntRange(1), default=20, show_default=True,
-              help="Keep only the first D input dimensions (the course checks on 20).")
-@click.option("--init", type=click.Choice(["course", "he", "xavier"]), default="he",
-              show_default=True)
-@click.option("--h", "step", type=float, default=1e-5, show_default=True,
-              help="Finite-difference step.")
-@click.option("--method", type=click.Choice(["loop", "vectorized"]), default="vectorized",
-              show_default=True, help="One perturbation at a time (reference) or many at once.")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Use real CIFAR-10 samples from DIR (default: $MLPLAB_DATA if set, "
-                   "else standard-normal synthetic inputs).")
+@click.option(
+    "--samples",
+    "-n",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Number of samples in the batch.",
+)
+@click.option(
+    "--dims",
+    "-d",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Keep only the first D input dimensions (the course checks on 20).",
+)
+@click.option(
+    "--init", type=click.Choice(["course", "he", "xavier"]), default="he", show_default=True
+)
+@click.option(
+    "--h", "step", type=float, default=1e-5, show_default=True, help="Finite-difference step."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["loop", "vectorized"]),
+    default="vectorized",
+    show_default=True,
+    help="One perturbation at a time (reference) or many at once.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Use real CIFAR-10 samples from DIR (default: $MLPLAB_DATA if set, "
+    "else standard-normal synthetic inputs).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_friendly
-def gradcheck(hidden: list[int], batch_norm: bool, drop_prob: float, lam: float, samples: int,
-              dims: int, init: str, step: float, method: str, data: Path | None, seed: int,
-              as_json: bool) -> None:
+def gradcheck(
+    hidden: list[int],
+    batch_norm: bool,
+    drop_prob: float,
+    lam: float,
+    samples: int,
+    dims: int,
+    init: str,
+    step: float,
+    method: str,
+    data: Path | None,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Compare analytic gradients of every parameter with numerical ones (float64)."""
     from mlplab.gradcheck import gradcheck as run_check
     from mlplab.gradcheck_fast import gradcheck_vectorized
@@ -191,17 +294,83 @@ def gradcheck(hidden: list[int], batch_norm: bool, drop_prob: float, lam: float,
         source = f"{samples} synthetic standard-normal samples"
     if batch_norm and samples < 2:
         raise MlplabError("batch norm needs --samples >= 2")
-    net = Network.build(dims, hidden, k, rng=rng, init=init, batch_norm=batch_norm,
-                        drop_prob=drop_prob, dtype="float64")
+    net = Network.build(
+        dims,
+        hidden,
+        k,
+        rng=rng,
+        init=init,
+        batch_norm=batch_norm,
+        drop_prob=drop_prob,
+        dtype="float64",
+    )
     check = gradcheck_vectorized if method == "vectorized" else run_check
     report = check(net, X, y, lam, h=step)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
     arch = "-".join(str(s) for s in [dims, *hidden, k])
-    click.echo(f"gradient check of {arch}{' with batch norm' if batch_norm else ''}, λ={lam}, "
-               f"{source}, float64, h={step}, {method}")
+    click.echo(
+        f"gradient check of {arch}{' with batch norm' if batch_norm else ''}, λ={lam}, "
+        f"{source}, float64, h={step}, {method}"
+    )
     click.echo(report.table())
+
+
+@cli.command()
+@click.option(
+    "--recipe",
+    "-r",
+    default="assignment3/sensitivity",
+    show_default=True,
+    help="Base recipe; its init and batch_norm are set per run.",
+)
+@click.option(
+    "--sigmas",
+    default="1e-1,1e-3,1e-4",
+    show_default=True,
+    help="Comma-separated standard deviations of the weights.",
+)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/sensitivity"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+@click.option("--force", is_flag=True, help="Re-run trainings whose results already exist.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_friendly
+def sensitivity(
+    recipe: str,
+    sigmas: str,
+    data: Path | None,
+    out: Path,
+    sets: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Sensitivity to initialisation: N(0, σ²) weights, with and without batch norm."""
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data import load_cifar10
+    from mlplab.fileio import prepare_out_dir
+    from mlplab.train.sensitivity import run_sensitivity, sensitivity_table
+
+    try:
+        values = [float(s) for s in sigmas.split(",") if s.strip()]
+    except ValueError:
+        raise MlplabError(f"--sigmas expects comma-separated numbers, got {sigmas!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise MlplabError(f"--sigmas must be positive numbers, got {sigmas!r}")
+    cfg = load_recipe(recipe, parse_set_options(sets))
+    prepare_out_dir(out, overwrite=True)
+    raw = load_cifar10(data, progress=not quiet)
+    rows = run_sensitivity(cfg, out, raw, values, force=force, progress=not quiet)
+    click.echo(sensitivity_table(rows))
+    click.echo(f"wrote {out}/sensitivity.png, sensitivity.md, sensitivity.json")
 
 
 @cli.command("recipes")

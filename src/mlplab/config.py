@@ -24,7 +24,7 @@ SCHEDULES = ("cyclic", "constant", "step", "linear", "cosine")
 
 @dataclass
 class Config:
-    """Every setting of a training run. Units: ``n_s``, ``step_size``, ``record_every`` in updates."""
+    """Every setting of a training run (``n_s``, ``step_size``, ``record_every`` in updates)."""
 
     name: str = ""
     description: str = ""
@@ -72,14 +72,14 @@ class Config:
     def resolved_n_s(self, n_train: int) -> int:
         """``n_s``, or ``n_s_k * floor(n_train / batch_size)`` when ``n_s_k`` is set."""
         if self.n_s_k > 0:
-            return max(1, int(round(self.n_s_k * (n_train // self.batch_size))))
+            return max(1, round(self.n_s_k * (n_train // self.batch_size)))
         return self.n_s
 
     def total_updates(self, n_train: int) -> int:
         """Number of mini-batch updates of the whole run."""
         if self.schedule == "cyclic":
             return 2 * self.resolved_n_s(n_train) * self.cycles
-        return int(round(self.epochs * (n_train // self.batch_size)))
+        return round(self.epochs * (n_train // self.batch_size))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,9 +91,22 @@ class Config:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"recipe {self.name or '(unnamed)'}: {msg}")
 
-        for k in ("lam", "label_smoothing", "drop_prob", "weight_decay", "noise_std",
-                  "eta", "eta_min", "eta_max", "momentum", "bn_alpha", "gamma",
-                  "init_sigma", "epochs", "n_s_k"):
+        for k in (
+            "lam",
+            "label_smoothing",
+            "drop_prob",
+            "weight_decay",
+            "noise_std",
+            "eta",
+            "eta_min",
+            "eta_max",
+            "momentum",
+            "bn_alpha",
+            "gamma",
+            "init_sigma",
+            "epochs",
+            "n_s_k",
+        ):
             v = getattr(self, k)
             if not math.isfinite(v):
                 raise bad(f"{k} must be finite, got {v!r}")
@@ -246,8 +259,9 @@ def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> C
         if base is not None and not isinstance(base, str):
             raise ConfigError(f"recipe {label}: base must be a recipe name, got {base!r}")
         current = base
-    values.setdefault("name", name_or_path if not name_or_path.endswith(".toml")
-                      else Path(name_or_path).stem)
+    values.setdefault(
+        "name", name_or_path if not name_or_path.endswith(".toml") else Path(name_or_path).stem
+    )
     cfg = Config(**values)
     return apply_overrides(cfg, overrides or {})
 

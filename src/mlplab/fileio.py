@@ -49,8 +49,9 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> N
     atomic_write_bytes(path, buf.getvalue())
 
 
-def prepare_out_dir(out: str | os.PathLike, *, overwrite: bool = False,
-                    markers: tuple[str, ...] = ("results.json",)) -> Path:
+def prepare_out_dir(
+    out: str | os.PathLike, *, overwrite: bool = False, markers: tuple[str, ...] = ("results.json",)
+) -> Path:
     """Create ``out`` (and parents) and check that it is a writable directory.
 
     Refuses a path that is a file, and (unless ``overwrite``) a directory that
@@ -84,7 +85,9 @@ def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_suffix(".json"), stem.with_suffix(".npz")
 
 
-def save_model(path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+def save_model(
+    path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
     """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...)."""
     jpath, npath = model_paths(path)
     atomic_save_npz(npath, arrays)

@@ -42,16 +42,16 @@ class GradcheckReport:
 
     def to_dict(self) -> dict:
         return {
-            "parameters": [
-                {**asdict(p), "shape": list(p.shape)} for p in self.parameters
-            ],
+            "parameters": [{**asdict(p), "shape": list(p.shape)} for p in self.parameters],
             "max_rel_error": self.max_rel_error,
         }
 
     def table(self) -> str:
         """A plain-text table, one row per parameter."""
-        rows = [f"{'parameter':<18}{'shape':>14}{'max rel err':>14}{'mean rel err':>14}"
-                f"{'max abs err':>14}"]
+        rows = [
+            f"{'parameter':<18}{'shape':>14}{'max rel err':>14}{'mean rel err':>14}"
+            f"{'max abs err':>14}"
+        ]
         for p in self.parameters:
             shape = "x".join(str(s) for s in p.shape)
             rows.append(
@@ -70,8 +70,9 @@ def relative_error(a: np.ndarray, n: np.ndarray, eps: float = 1e-10) -> np.ndarr
 class _Objective:
     """The scalar checked: ``cost + <R, logits>`` on a fixed batch, training mode."""
 
-    def __init__(self, net: Network, X, y, lam: float, upstream: np.ndarray | None,
-                 label_smoothing: float) -> None:
+    def __init__(
+        self, net: Network, X, y, lam: float, upstream: np.ndarray | None, label_smoothing: float
+    ) -> None:
         self.net, self.X, self.y, self.lam = net, X, y, lam
         self.R = upstream
         self.ls = label_smoothing
@@ -176,12 +177,20 @@ def gradcheck(
     """
     if net.dtype != np.float64:
         raise ValueError(f"run gradient checks in float64, the network is {net.dtype}")
-    num = numerical_gradients(net, X, y, lam, h=h, upstream=upstream,
-                              label_smoothing=label_smoothing)
+    num = numerical_gradients(
+        net, X, y, lam, h=h, upstream=upstream, label_smoothing=label_smoothing
+    )
     ana = analytic_gradients(net, X, y, lam, upstream=upstream, label_smoothing=label_smoothing)
     rows = []
     for name, p in net.params().items():
         r = relative_error(ana[name], num[name], eps)
-        rows.append(ParamError(name, tuple(p.shape), float(r.max()), float(r.mean()),
-                               float(np.abs(ana[name] - num[name]).max())))
+        rows.append(
+            ParamError(
+                name,
+                tuple(p.shape),
+                float(r.max()),
+                float(r.mean()),
+                float(np.abs(ana[name] - num[name]).max()),
+            )
+        )
     return GradcheckReport(rows, max(p.max_rel_error for p in rows))

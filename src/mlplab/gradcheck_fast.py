@@ -54,8 +54,9 @@ def _batched_forward(layer: Layer, x: np.ndarray) -> np.ndarray:
     raise TypeError(f"no batched forward for {type(layer).__name__}")
 
 
-def _objective(logits: np.ndarray, y: np.ndarray, R: np.ndarray | None,
-               label_smoothing: float) -> np.ndarray:
+def _objective(
+    logits: np.ndarray, y: np.ndarray, R: np.ndarray | None, label_smoothing: float
+) -> np.ndarray:
     """Cross-entropy (+ ``<R, logits>``) of each stacked batch: ``(c, n, K) -> (c,)``."""
     logp = log_softmax(logits.reshape(-1, logits.shape[-1])).reshape(logits.shape)
     n = logits.shape[-2]
@@ -157,12 +158,20 @@ def gradcheck_vectorized(
     """Like :func:`mlplab.gradcheck.gradcheck`, with the batched numerical gradients."""
     if net.dtype != np.float64:
         raise ValueError(f"run gradient checks in float64, the network is {net.dtype}")
-    num = numerical_gradients_vectorized(net, X, y, lam, h=h, upstream=upstream,
-                                         label_smoothing=label_smoothing)
+    num = numerical_gradients_vectorized(
+        net, X, y, lam, h=h, upstream=upstream, label_smoothing=label_smoothing
+    )
     ana = analytic_gradients(net, X, y, lam, upstream=upstream, label_smoothing=label_smoothing)
     rows = []
     for name, p in net.params().items():
         r = relative_error(ana[name], num[name], eps)
-        rows.append(ParamError(name, tuple(p.shape), float(r.max()), float(r.mean()),
-                               float(np.abs(ana[name] - num[name]).max())))
+        rows.append(
+            ParamError(
+                name,
+                tuple(p.shape),
+                float(r.max()),
+                float(r.mean()),
+                float(np.abs(ana[name] - num[name]).max()),
+            )
+        )
     return GradcheckReport(rows, max(p.max_rel_error for p in rows))

@@ -247,7 +247,7 @@ class BatchNorm(Layer):
 
 
 class Dropout(Layer):
-    """Inverted dropout: in training ``out = x * m / (1 - drop_prob)``, ``m ~ Bernoulli(1 - drop_prob)``.
+    """Inverted dropout: ``out = x * m / (1 - drop_prob)``, ``m ~ Bernoulli(1 - drop_prob)``.
 
     The mask is drawn from the generator passed to ``forward`` (the run's RNG).
     ``freeze()`` keeps the last mask for later passes of the same shape, which

@@ -11,6 +11,7 @@ Cost convention (as in DD2424)::
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -85,7 +86,7 @@ class Network:
                 f"bn_position must be 'before_relu' or 'after_relu', got {bn_position!r}"
             )
         layers: list[Layer] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
             W = init_weights(rng, a, b, init, init_sigma, dt)
             last = i == len(sizes) - 2
             bn_here = batch_norm and not last
@@ -140,7 +141,9 @@ class Network:
         missing = sorted(set(own) - set(state))
         extra = sorted(set(state) - set(own))
         if missing or extra:
-            raise ConfigError(f"state does not fit the network: missing {missing}, unexpected {extra}")
+            raise ConfigError(
+                f"state does not fit the network: missing {missing}, unexpected {extra}"
+            )
         for k, dst in own.items():
             src = np.asarray(state[k])
             if src.shape != dst.shape:

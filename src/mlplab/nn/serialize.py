@@ -32,8 +32,14 @@ class SavedModel:
         return x
 
 
-def save_network(path: str | os.PathLike, net: Network, mean: np.ndarray, std: np.ndarray,
-                 classes: tuple[str, ...], extra: dict[str, Any] | None = None) -> None:
+def save_network(
+    path: str | os.PathLike,
+    net: Network,
+    mean: np.ndarray,
+    std: np.ndarray,
+    classes: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write ``path.npz`` (parameters, buffers, preprocessing) and ``path.json`` (architecture)."""
     arrays = {f"net/{k}": v for k, v in net.state().items()}
     arrays["preprocess/mean"] = np.asarray(mean, dtype=np.float64)
@@ -55,17 +61,19 @@ def load_network(path: str | os.PathLike) -> SavedModel:
         classes = tuple(str(c) for c in meta["classes"])
     except (KeyError, TypeError, ValueError, MlplabError) as e:
         raise ModelFileError(f"{path}: invalid model description: {e}") from None
-    state = {k[len("net/"):]: v for k, v in arrays.items() if k.startswith("net/")}
+    state = {k[len("net/") :]: v for k, v in arrays.items() if k.startswith("net/")}
     expected = {**net.params(), **net.buffers()}
     for k, ref in expected.items():
         if k not in state:
             raise ModelFileError(f"{path}: array {k!r} is missing")
         if state[k].shape != ref.shape:
-            raise ModelFileError(f"{path}: array {k!r} has shape {state[k].shape}, "
-                                 f"expected {ref.shape}")
+            raise ModelFileError(
+                f"{path}: array {k!r} has shape {state[k].shape}, expected {ref.shape}"
+            )
         if state[k].dtype != ref.dtype:
-            raise ModelFileError(f"{path}: array {k!r} has dtype {state[k].dtype}, "
-                                 f"expected {ref.dtype}")
+            raise ModelFileError(
+                f"{path}: array {k!r} has dtype {state[k].dtype}, expected {ref.dtype}"
+            )
     extra = sorted(set(state) - set(expected))
     if extra:
         raise ModelFileError(f"{path}: unexpected arrays {extra}")

@@ -92,7 +92,8 @@ class Cosine(Schedule):
     def __call__(self, step: int) -> float:
         t = min(step, self.total_steps)
         return float(
-            self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * t / self.total_steps)) / 2
+            self.lr_min
+            + (self.lr - self.lr_min) * (1 + math.cos(math.pi * t / self.total_steps)) / 2
         )
 
 
@@ -119,9 +120,7 @@ class Cyclic(Schedule):
         _positive("eta_min (base_lr)", self.base_lr)
         _positive("eta_max (max_lr)", self.max_lr)
         if self.base_lr > self.max_lr:
-            raise ConfigError(
-                f"eta_min ({self.base_lr}) must not exceed eta_max ({self.max_lr})"
-            )
+            raise ConfigError(f"eta_min ({self.base_lr}) must not exceed eta_max ({self.max_lr})")
         _positive("n_s (step_size_up)", self.step_size_up)
         if self.step_size_down is not None:
             _positive("step_size_down", self.step_size_down)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mlplab.fileio import atomic_write_bytes  # noqa: E402
+from mlplab.fileio import atomic_write_bytes
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
@@ -23,8 +23,9 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike,
-                title: str = "") -> None:
+def plot_curves(
+    history: Sequence[dict[str, float]], path: str | os.PathLike, title: str = ""
+) -> None:
     """Cost, loss and accuracy (train and validation) and the learning rate against update step."""
     steps = [p["step"] for p in history]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
@@ -46,4 +47,31 @@ def plot_curves(history: Sequence[dict[str, float]], path: str | os.PathLike,
     ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_sensitivity(
+    histories: dict[tuple[float, bool], Sequence[dict[str, float]]],
+    sigmas: Sequence[float],
+    path: str | os.PathLike,
+) -> None:
+    """Loss curves: one row per sigma, with batch norm left and without right."""
+    fig, axes = plt.subplots(
+        len(sigmas), 2, figsize=(11, 3.2 * len(sigmas)), squeeze=False, sharex=True
+    )
+    for r, sigma in enumerate(sigmas):
+        for c, bn in enumerate((True, False)):
+            ax = axes[r][c]
+            hist = histories[(sigma, bn)]
+            steps = [p["step"] for p in hist]
+            ax.plot(steps, [p["train_loss"] for p in hist], label="training")
+            if hist and "val_loss" in hist[0]:
+                ax.plot(steps, [p["val_loss"] for p in hist], label="validation")
+            ax.set_title(f"σ = {sigma:g}, {'with' if bn else 'without'} batch norm")
+            ax.set_ylabel("loss")
+            ax.grid(alpha=0.3)
+            ax.legend()
+    for ax in axes[-1]:
+        ax.set_xlabel("update step")
+    fig.tight_layout()
     save_figure(fig, path)

@@ -22,8 +22,12 @@ from mlplab.nn.network import Network
 from mlplab.train.run import build_network
 from mlplab.train.trainer import Trainer
 
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"name", "description", "split",
-                                                                 "n_train"}
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {
+    "name",
+    "description",
+    "split",
+    "n_train",
+}
 
 
 class MLPClassifier:
@@ -35,8 +39,7 @@ class MLPClassifier:
     per-feature mean and std of the training data in ``fit``.
     """
 
-    def __init__(self, *, standardize: bool = True, progress: bool = False,
-                 **params: Any) -> None:
+    def __init__(self, *, standardize: bool = True, progress: bool = False, **params: Any) -> None:
         self.standardize = standardize
         self.progress = progress
         self._params = dict(params)
@@ -64,8 +67,13 @@ class MLPClassifier:
             params["hidden"] = [int(h) for h in params["hidden"]]
         return Config(name="MLPClassifier", **params).validate()
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> MLPClassifier:
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
+    ) -> MLPClassifier:
         """Train on ``X`` ``(n, d)`` and labels ``y`` ``(n,)``; returns ``self``."""
         cfg = self._config()
         X = np.asarray(X)

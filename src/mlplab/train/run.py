@@ -62,8 +62,13 @@ def train_on_splits(
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if len(X):
             ev = net.evaluate(X, y, cfg.lam, cfg.eval_batch)
-            metrics.update({f"{part}_accuracy": ev["accuracy"], f"{part}_loss": ev["loss"],
-                            f"{part}_cost": ev["cost"]})
+            metrics.update(
+                {
+                    f"{part}_accuracy": ev["accuracy"],
+                    f"{part}_loss": ev["loss"],
+                    f"{part}_cost": ev["cost"],
+                }
+            )
         else:
             metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
     return net, trainer, metrics
@@ -100,14 +105,22 @@ def run_experiment(
         "data_source": raw.source,
         "config": resolved_config(cfg, n),
         "mlplab_version": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "history": trainer.history,
     }
-    save_network(out / "model", net, splits.mean, splits.std, splits.classes,
-                 {"config": cfg.to_dict()})
-    plot_curves(trainer.history, out / "curves.png",
-                title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}")
+    save_network(
+        out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
+    )
+    plot_curves(
+        trainer.history,
+        out / "curves.png",
+        title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
+    )
     atomic_write_json(out / "results.json", results)
     return results
 
@@ -118,3 +131,45 @@ def _pct(x: float | None) -> str:
 
 def results_path(out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / "results.json"
+
+
+def config_hash(cfg: Config) -> str:
+    """Content hash of a configuration (what decides a run's numbers), for skipping reruns."""
+    import hashlib
+    import json
+
+    d = cfg.to_dict()
+    d.pop("description", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_experiment(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    *,
+    raw: RawDataset,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`run_experiment`, unless ``out_dir`` already holds results of the same configuration.
+
+    The configuration's content hash is stored in ``results.json``; a directory with
+    results of another configuration is re-run (and overwritten), as is any with
+    ``force``.
+    """
+    import json
+
+    path = results_path(out_dir)
+    h = config_hash(cfg)
+    if path.is_file() and not force:
+        try:
+            old = json.loads(path.read_text())
+            if old.get("config_hash") == h:
+                old["reused"] = True
+                return old
+        except (OSError, ValueError):
+            pass
+    res = run_experiment(cfg, out_dir, raw=raw, progress=progress, overwrite=True)
+    res["config_hash"] = h
+    atomic_write_json(path, res)
+    return res

@@ -97,7 +97,9 @@ class Trainer:
             decay_names=network.decay_names(),
         )
         self.fused = (
-            fused and type(self.optimizer) is SGD and self.optimizer.momentum == 0.0
+            fused
+            and type(self.optimizer) is SGD
+            and self.optimizer.momentum == 0.0
             and self.optimizer.wd == 0.0
         )
         self.history: list[dict[str, float]] = []
@@ -122,8 +124,9 @@ class Trainer:
     def load_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned."""
         self.net.set_state({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
-        self.optimizer.load_state_dict({k[4:]: v for k, v in arrays.items()
-                                        if k.startswith("opt/")})
+        self.optimizer.load_state_dict(
+            {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        )
         self.perm = np.array(arrays["perm"], dtype=np.int64)
         self.rng.bit_generator.state = meta["rng_state"]
         self.step = int(meta["step"])
@@ -134,16 +137,16 @@ class Trainer:
     def _update(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
         cfg, net = self.cfg, self.net
         if not self.fused:
-            _, loss = net.loss_grad(xb, yb, cfg.lam, self.rng,
-                                    label_smoothing=cfg.label_smoothing)
+            _, loss = net.loss_grad(xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing)
             self.optimizer.step(self._params, self._grads, lr)
             return loss
         dense = self._dense
         for ly in dense:
             ly.grad_scale = -lr
         try:
-            _, loss = net.loss_grad(xb, yb, cfg.lam, self.rng,
-                                    label_smoothing=cfg.label_smoothing, add_l2_grad=False)
+            _, loss = net.loss_grad(
+                xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing, add_l2_grad=False
+            )
         finally:
             for ly in dense:
                 ly.grad_scale = 1.0
@@ -227,8 +230,15 @@ class Trainer:
         start = time.perf_counter() - self.seconds
         if record and self.step == 0 and not self.history:
             self._record(X, y, X_val, y_val, schedule(0), n)
-        bar = tqdm(total=total, initial=self.step, unit="upd", disable=not self.progress,
-                   mininterval=0.5, desc=cfg.name or "train", leave=False)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            unit="upd",
+            disable=not self.progress,
+            mininterval=0.5,
+            desc=cfg.name or "train",
+            leave=False,
+        )
         try:
             while self.step < stop:
                 b = self.step % per_epoch
@@ -238,8 +248,9 @@ class Trainer:
                 np.take(X, idx, axis=0, out=xb)
                 yb = y[idx]
                 if augment:
-                    augment_batch(xb, rng, flip=cfg.flip, translate=cfg.translate,
-                                  noise_std=cfg.noise_std)
+                    augment_batch(
+                        xb, rng, flip=cfg.flip, translate=cfg.translate, noise_std=cfg.noise_std
+                    )
                 lr = schedule(self.step)
                 loss = self._update(xb, yb, lr)
                 if not math.isfinite(loss):

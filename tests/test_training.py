@@ -1,0 +1,204 @@
+"""Training loop, fused path, configuration, estimator and model files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from helpers import synthetic_raw
+
+from mlplab.config import Config, load_recipe, parse_set_options, recipe_names
+from mlplab.data import make_splits
+from mlplab.errors import ConfigError, ModelFileError
+from mlplab.nn.network import Network
+from mlplab.nn.serialize import load_network, save_network
+from mlplab.train.estimator import MLPClassifier
+from mlplab.train.run import build_network, run_experiment
+from mlplab.train.trainer import Trainer
+
+
+def _cfg(**kw) -> Config:
+    base = dict(
+        name="t",
+        split="400/100",
+        hidden=[16],
+        lam=0.01,
+        batch_size=20,
+        n_s=20,
+        cycles=1,
+        eta_min=1e-4,
+        eta_max=5e-2,
+        record_every=10,
+    )
+    base.update(kw)
+    return Config(**base).validate()
+
+
+def _train(cfg: Config, fused: bool, dtype: str = "float64"):
+    cfg = dataclasses.replace(cfg, dtype=dtype)
+    raw = synthetic_raw()
+    rng = np.random.default_rng(cfg.seed)
+    s = make_splits(raw, cfg.split, rng, dtype=np.dtype(dtype).type)
+    net = build_network(cfg, 3072, 10, rng)
+    tr = Trainer(net, cfg, rng, progress=False, fused=fused)
+    tr.fit(s.x_train, s.y_train, s.x_val, s.y_val)
+    return net, tr
+
+
+@pytest.mark.parametrize("kw", [{}, {"lam": 0.0}, {"hidden": [12, 8], "batch_norm": True}])
+def test_fused_sgd_path_equals_reference_path(kw):
+    cfg = _cfg(**kw)
+    a, ta = _train(cfg, fused=True)
+    b, tb = _train(cfg, fused=False)
+    assert ta.fused and not tb.fused
+    for k, v in a.params().items():
+        np.testing.assert_allclose(v, b.params()[k], rtol=1e-9, atol=1e-12)
+    for pa, pb in zip(ta.history, tb.history, strict=True):
+        assert pa["train_loss"] == pytest.approx(pb["train_loss"], rel=1e-9)
+
+
+def test_same_seed_same_numbers_and_other_seed_differs():
+    cfg = _cfg(flip=True, translate=2, noise_std=0.1, drop_prob=0.2)
+    a, ta = _train(cfg, True, "float32")
+    b, tb = _train(cfg, True, "float32")
+    c, _ = _train(dataclasses.replace(cfg, seed=1), True, "float32")
+    for k, v in a.params().items():
+        np.testing.assert_array_equal(v, b.params()[k])
+    assert ta.history == tb.history
+    assert not np.array_equal(a.params()["dense1.W"], c.params()["dense1.W"])
+
+
+def test_history_records_at_least_10_points_per_cycle_and_lr():
+    cfg = _cfg(n_s=50, cycles=2, record_every=0, record_per_cycle=10)
+    _, tr = _train(cfg, True)
+    steps = [p["step"] for p in tr.history]
+    assert steps[0] == 0 and steps[-1] == 200
+    assert len(steps) >= 2 * 10 + 1
+    assert {
+        "train_cost",
+        "train_loss",
+        "train_accuracy",
+        "val_cost",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+    } <= set(tr.history[0])
+    assert max(p["lr"] for p in tr.history) == pytest.approx(5e-2)
+
+
+def test_training_learns_synthetic_data():
+    _, tr = _train(_cfg(n_s=100, cycles=2), True, "float32")
+    assert tr.history[-1]["val_accuracy"] > 0.8
+
+
+def test_divergence_is_reported_with_step_and_lr():
+    from mlplab.errors import TrainingDiverged
+
+    cfg = _cfg(schedule="constant", eta=1e6, epochs=3, lam=0.0)
+    with pytest.raises(TrainingDiverged, match=r"update \d+ \(learning rate 1e\+06\)"):
+        _train(cfg, True, "float32")
+
+
+def test_recipes_load_and_values():
+    assert {"assignment2/ex3", "assignment2/ex4", "assignment2/overfit"} <= set(recipe_names())
+    ex4 = load_recipe("assignment2/ex4")
+    assert (ex4.n_s, ex4.cycles, ex4.lam, ex4.hidden, ex4.split) == (800, 3, 0.01, [50], "batch")
+    assert ex4.total_updates(10000) == 4800
+    over = load_recipe("assignment2/ex3", parse_set_options(["hidden=50,50", "lam=0.005"]))
+    assert over.hidden == [50, 50] and over.lam == 0.005
+    k = load_recipe("assignment2/ex3", {"n_s_k": "2"})
+    assert k.resolved_n_s(45000) == 900
+
+
+@pytest.mark.parametrize(
+    ("sets", "match"),
+    [
+        (["nonsense=1"], "unknown recipe key"),
+        (["lam=abc"], "expects float"),
+        (["eta_min=0.5"], "must not exceed eta_max"),
+        (["lam=-1"], "lam must be >= 0"),
+        (["n_s=0"], "n_s must be >= 1"),
+        (["hidden=0"], "hidden sizes"),
+        (["lam"], "key=value"),
+        (["batch_size=0"], "batch_size"),
+    ],
+)
+def test_bad_overrides_raise_config_error(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        load_recipe("assignment2/ex3", parse_set_options(sets))
+
+
+def test_bad_recipe_files(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('hidden = "fifty"\n')
+    with pytest.raises(ConfigError, match="expects"):
+        load_recipe(str(p))
+    p.write_text("lam = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_recipe(str(p))
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        load_recipe("assignment9/none")
+
+
+def test_batch_larger_than_split_is_an_error():
+    with pytest.raises(ConfigError, match="larger than the training split"):
+        _train(_cfg(batch_size=1000), True)
+
+
+def test_estimator_api():
+    raw = synthetic_raw(n_train=500, n_test=200, k=3)
+    X, y = raw.x_train.astype(float), np.array(["a", "b", "c"])[raw.y_train]
+    clf = MLPClassifier(hidden=[16], lam=0.001, batch_size=50, n_s=40, cycles=2)
+    assert not hasattr(clf, "network_") and clf.get_params()["hidden"] == [16]
+    assert clf.fit(X, y) is clf
+    assert set(clf.classes_) == {"a", "b", "c"}
+    proba = clf.predict_proba(raw.x_test.astype(float))
+    assert proba.shape == (200, 3) and np.allclose(proba.sum(1), 1)
+    assert clf.score(raw.x_test.astype(float), np.array(["a", "b", "c"])[raw.y_test]) > 0.9
+    with pytest.raises(ConfigError, match="unknown parameters"):
+        MLPClassifier(bogus=1).fit(X, y)
+
+
+def test_model_roundtrip_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    net = Network.build(3072, [8], 10, rng=rng, batch_norm=True)
+    net.forward(rng.standard_normal((5, 3072)).astype(np.float32), train=True)
+    mean, std = np.zeros(3072), np.ones(3072)
+    save_network(tmp_path / "m", net, mean, std, tuple("abcdefghij"))
+    m = load_network(tmp_path / "m.json")
+    for k, v in net.state().items():
+        np.testing.assert_array_equal(v, {**m.network.params(), **m.network.buffers()}[k])
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="newer"):
+        load_network(tmp_path / "m")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_network(tmp_path / "missing")
+
+
+def test_run_experiment_writes_files(tmp_path):
+    cfg = _cfg(name="tiny")
+    res = run_experiment(cfg, tmp_path / "out", raw=synthetic_raw(), progress=False)
+    for f in ("results.json", "curves.png", "model.npz", "model.json"):
+        assert (tmp_path / "out" / f).is_file()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    for key in (
+        "test_accuracy",
+        "val_accuracy",
+        "train_accuracy",
+        "train_seconds",
+        "epochs",
+        "updates",
+        "config",
+        "history",
+    ):
+        assert key in saved
+    assert saved["test_accuracy"] == res["test_accuracy"]
+    assert saved["config"]["lam"] == 0.01 and saved["updates"] == 40
+    from mlplab.errors import MlplabError
+
+    with pytest.raises(MlplabError, match="already holds a finished run"):
+        run_experiment(cfg, tmp_path / "out", raw=synthetic_raw(), progress=False)
