@@ -66,6 +66,7 @@ class Config:
     record_per_cycle: int = 10  # history points per cycle (cyclic)
     record_every: int = 0  # history every N updates (0: from record_per_cycle, or each epoch)
     eval_batch: int = 1000
+    checkpoint_every: int = 500  # updates between checkpoints (0: only at the end)
     seed: int = 0
 
     # -- derived quantities -------------------------------------------------------------------
@@ -146,7 +147,7 @@ class Config:
             raise bad("init 'normal' needs init_sigma > 0")
         if self.translate < 0 or self.translate > 16:
             raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
-        for k in ("n_train", "step_size", "record_every", "seed"):
+        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every"):
             if getattr(self, k) < 0:
                 raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.record_per_cycle < 1 or self.eval_batch < 1:

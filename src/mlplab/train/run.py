@@ -6,6 +6,7 @@ Writes into the output directory ``results.json``, ``curves.png`` and
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -14,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from mlplab import __version__
+from mlplab import __version__, faults
 from mlplab.config import Config
-from mlplab.data import RawDataset, Splits, load_cifar10, make_splits
+from mlplab.data import RawDataset, Splits, load_cifar10, locate_data, make_splits
+from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.report.plots import plot_curves
+from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
 from mlplab.train.trainer import Trainer
 
 
@@ -50,6 +53,20 @@ def resolved_config(cfg: Config, n_train: int) -> dict[str, Any]:
     return d
 
 
+def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
+    """Accuracy, loss and cost of the trained network on each non-empty part of ``splits``."""
+    metrics: dict[str, Any] = {}
+    for part in ("train", "val", "test"):
+        X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        if len(X):
+            ev = net.evaluate(X, y, cfg.lam, cfg.eval_batch)
+            metrics.update({f"{part}_accuracy": ev["accuracy"], f"{part}_loss": ev["loss"],
+                            f"{part}_cost": ev["cost"]})
+        else:
+            metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
+    return metrics
+
+
 def train_on_splits(
     cfg: Config, splits: Splits, rng: np.random.Generator, *, progress: bool = True
 ) -> tuple[Network, Trainer, dict[str, Any]]:
@@ -57,21 +74,7 @@ def train_on_splits(
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     trainer = Trainer(net, cfg, rng, progress=progress)
     trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    metrics: dict[str, Any] = {}
-    for part in ("train", "val", "test"):
-        X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
-        if len(X):
-            ev = net.evaluate(X, y, cfg.lam, cfg.eval_batch)
-            metrics.update(
-                {
-                    f"{part}_accuracy": ev["accuracy"],
-                    f"{part}_loss": ev["loss"],
-                    f"{part}_cost": ev["cost"],
-                }
-            )
-        else:
-            metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
-    return net, trainer, metrics
+    return net, trainer, final_metrics(net, cfg, splits)
 
 
 def run_experiment(
@@ -82,16 +85,45 @@ def run_experiment(
     raw: RawDataset | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run ``cfg`` end to end and write its files into ``out_dir``; return the results dict."""
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
+    """Run ``cfg`` end to end and write its files into ``out_dir``; return the results dict.
+
+    ``run.json`` (the configuration and the data directory) is written first, and
+    checkpoints go to ``out_dir/checkpoints`` every ``cfg.checkpoint_every`` updates
+    and at the end. ``resume=True`` continues from the newest good checkpoint (see
+    :func:`resume_experiment`); the continued run ends bit-identical to an
+    uninterrupted one.
+    """
+    out = Path(out_dir) if resume else prepare_out_dir(out_dir, overwrite=overwrite)
     wall = time.perf_counter()
+    source_dir: str | None = None
     if raw is None:
-        raw = load_cifar10(data_dir, progress=progress)
+        located = locate_data(data_dir, progress=progress)
+        raw = load_cifar10(located, progress=progress)
+        source_dir = str(located.resolve())
+    if not resume:
+        atomic_write_json(out / "run.json", {"config": cfg.to_dict(), "data_dir": source_dir,
+                                            "mlplab_version": __version__})
     rng = np.random.default_rng(cfg.seed)
     splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
-    net, trainer, metrics = train_on_splits(cfg, splits, rng, progress=progress)
+    net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     n = splits.x_train.shape[0]
+    total = cfg.total_updates(n)
+    ckpt_dir = out / "checkpoints"
+
+    def checkpoint(tr: Trainer) -> None:
+        if tr.step == total or (cfg.checkpoint_every and tr.step % cfg.checkpoint_every == 0):
+            write_checkpoint(ckpt_dir, *tr.state())
+        faults.maybe_die("update", tr.step)
+
+    trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
+    if resume:
+        found = latest_checkpoint(ckpt_dir)
+        if found is not None:
+            trainer.load_state(*found)
+    trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    metrics = final_metrics(net, cfg, splits)
     summary = trainer.summary(n)
     results: dict[str, Any] = {
         "name": cfg.name,
@@ -105,24 +137,38 @@ def run_experiment(
         "data_source": raw.source,
         "config": resolved_config(cfg, n),
         "mlplab_version": __version__,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "numpy": np.__version__},
         "history": trainer.history,
     }
-    save_network(
-        out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
-    )
-    plot_curves(
-        trainer.history,
-        out / "curves.png",
-        title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
-    )
+    save_network(out / "model", net, splits.mean, splits.std, splits.classes,
+                 {"config": cfg.to_dict()})
+    plot_curves(trainer.history, out / "curves.png",
+                title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}")
     atomic_write_json(out / "results.json", results)
     return results
+
+
+def resume_experiment(
+    out_dir: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Continue the interrupted run in ``out_dir`` from its newest good checkpoint."""
+    out = Path(out_dir)
+    run_file = out / "run.json"
+    if not run_file.is_file():
+        raise MlplabError(f"{out} holds no run to resume (no run.json)")
+    if (out / "results.json").is_file():
+        raise MlplabError(f"the run in {out} has already finished (results.json exists)")
+    try:
+        info = json.loads(run_file.read_text())
+        cfg = Config(**info["config"]).validate()
+    except (ValueError, KeyError, TypeError) as e:
+        raise MlplabError(f"{run_file} is damaged: {e}") from None
+    data = data_dir if data_dir is not None else info.get("data_dir")
+    return run_experiment(cfg, out, data_dir=data, progress=progress, resume=True)
 
 
 def _pct(x: float | None) -> str:
@@ -136,7 +182,6 @@ def results_path(out_dir: str | os.PathLike) -> Path:
 def config_hash(cfg: Config) -> str:
     """Content hash of a configuration (what decides a run's numbers), for skipping reruns."""
     import hashlib
-    import json
 
     d = cfg.to_dict()
     d.pop("description", None)
@@ -157,8 +202,6 @@ def cached_experiment(
     results of another configuration is re-run (and overwritten), as is any with
     ``force``.
     """
-    import json
-
     path = results_path(out_dir)
     h = config_hash(cfg)
     if path.is_file() and not force:

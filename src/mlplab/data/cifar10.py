@@ -1,0 +1,599 @@
+"""Locating, downloading and reading CIFAR-10.
+
+Three on-disk layouts are recognised (in a directory, or in the directory
+itself being the batches directory):
+
+* ``cifar-10-batches-py``: the official Python pickles ``data_batch_1`` ..
+  ``data_batch_5``, ``test_batch`` and ``batches.meta``;
+* ``cifar-10-batches-bin``: the official binary files ``data_batch_1.bin`` ..
+  ``data_batch_5.bin``, ``test_batch.bin`` and ``batches.meta.txt``;
+* an image folder ``train/<class>/*`` and ``test/<class>/*`` (see
+  :mod:`mlplab.data.folder`).
+
+Whatever the layout, a :class:`RawDataset` holds uint8 rows of 3072 values in
+the official order (1024 R values, then 1024 G, then 1024 B, each plane
+row-major 32x32).  Decoded arrays are cached (:mod:`mlplab.data.cache`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.data import cache as _cache
+from mlplab.data import folder as _folder
+from mlplab.errors import DataError
+
+#: Where the official Python version of CIFAR-10 is downloaded from.
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+#: Its MD5 as published on https://www.cs.toronto.edu/~kriz/cifar.html
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+PY_DIR = "cifar-10-batches-py"
+BIN_DIR = "cifar-10-batches-bin"
+FOLDER_FORMAT = "image-folder"
+#: Official label order (also the sorted class-folder names).
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+N_PIXELS = 3072
+N_TRAIN_BATCHES = 5
+_MARKER = ".mlplab-verified-md5"
+
+__all__ = [
+    "ARCHIVE_NAME",
+    "CIFAR10_CLASSES",
+    "CIFAR10_MD5",
+    "CIFAR10_URL",
+    "RawDataset",
+    "default_cache_dir",
+    "download_cifar10",
+    "load_cifar10",
+    "locate_data",
+    "read_binary_batches",
+    "read_image_folder",
+    "read_python_batches",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class RawDataset:
+    """CIFAR-10 as stored: uint8 pixels in official order, int64 labels.
+
+    x_train: (N, 3072) uint8, 1024 R values then 1024 G then 1024 B, each plane
+        row-major 32x32.  May be a read-only memory map of the cache.
+    y_train: (N,) int64 labels in [0, K).
+    x_test: (M, 3072) uint8.  y_test: (M,) int64.
+    classes: the K class names, label order.
+    train_batch: (N,) int8, the official ``data_batch_k`` (k = 1..5) each
+        training sample came from; ``None`` for image folders.
+    source: human description of where the data came from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    train_batch: np.ndarray | None
+    source: str
+
+
+# --------------------------------------------------------------------- locating
+
+
+def default_cache_dir() -> Path:
+    """``$MLPLAB_CACHE`` if set, else the per-user cache ``pooch.os_cache("mlplab")``."""
+    env = os.environ.get("MLPLAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("mlplab"))
+
+
+def locate_data(
+    data_dir: str | os.PathLike | None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Return the directory holding CIFAR-10.
+
+    ``data_dir`` if given, else ``$MLPLAB_DATA`` if set, else the official
+    Python version downloaded (once) into ``cache_dir`` (default
+    :func:`default_cache_dir`).  Raises :class:`DataError` if the directory
+    does not exist or the download fails.
+    """
+    origin = ""
+    if data_dir is None or str(data_dir) == "":
+        env = os.environ.get("MLPLAB_DATA")
+        if not env:
+            return download_cifar10(cache_dir, progress=progress)
+        data_dir, origin = env, " (from MLPLAB_DATA)"
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise DataError(f"data directory {path} does not exist{origin}")
+    if not path.is_dir():
+        raise DataError(f"data path {path} is not a directory{origin}")
+    return path.resolve()
+
+
+def _extract(archive: Path, dest_parent: Path) -> Path:
+    """Safely extract ``archive`` and move its ``cifar-10-batches-py`` into ``dest_parent``."""
+    tmp = Path(tempfile.mkdtemp(dir=dest_parent, prefix=".extract-"))
+    try:
+        with tarfile.open(archive, "r:gz") as tf:
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(tmp, filter="data")
+            else:  # Python < 3.11.4: refuse anything but plain relative members
+                for m in tf.getmembers():
+                    if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in m.name:
+                        raise DataError(f"{archive}: unsafe archive member {m.name!r}")
+                tf.extractall(tmp)  # members checked above
+        src = tmp / PY_DIR
+        if not src.is_dir():
+            raise DataError(f"{archive} does not contain a {PY_DIR}/ directory")
+        dest = dest_parent / PY_DIR
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(src, dest)
+        return dest
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DataError(f"cannot extract {archive}: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def download_cifar10(cache_dir: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
+    """Download, verify (MD5) and extract the official Python CIFAR-10; return its directory.
+
+    The archive and ``cifar-10-batches-py/`` go to ``cache_dir`` (default
+    :func:`default_cache_dir`).  A previous verified extraction is reused
+    without network access.  Raises :class:`DataError` on network failure or
+    checksum mismatch.
+    """
+    import pooch
+
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dest = cache / PY_DIR
+    marker = dest / _MARKER
+    with contextlib.suppress(OSError, DataError):
+        if marker.read_text().strip() == CIFAR10_MD5:
+            _official_files(dest, "")  # all batches still there?
+            return dest
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the download directory {cache}: {exc}") from None
+    hint = "pass --data DIR (or set MLPLAB_DATA) to use a local copy of CIFAR-10"
+    try:
+        archive = pooch.retrieve(
+            CIFAR10_URL,
+            known_hash=f"md5:{CIFAR10_MD5}",
+            fname=ARCHIVE_NAME,
+            path=cache,
+            progressbar=progress,
+        )
+    except ValueError as exc:
+        if "hash" not in str(exc).lower():
+            raise DataError(f"cannot download {CIFAR10_URL}: {exc}; {hint}") from None
+        raise DataError(
+            f"the file downloaded from {CIFAR10_URL} does not have the expected MD5 "
+            f"{CIFAR10_MD5} (corrupt or tampered download, not kept); {hint}"
+        ) from None
+    except Exception as exc:  # network errors come from requests, urllib3, ...
+        raise DataError(
+            f"cannot download CIFAR-10 from {CIFAR10_URL} ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
+    dest = _extract(Path(archive), cache)
+    try:
+        marker.write_text(CIFAR10_MD5 + "\n")
+    except OSError:
+        pass  # only costs a re-verification next time
+    return dest
+
+
+# ------------------------------------------------------------- python pickles
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+def _latin1_encode(obj: object, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as pickle protocol 2 uses it for bytes: latin-1 only."""
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only to latin-1 encode a str")
+    return obj.encode("latin-1")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that can build only numpy arrays, dtypes and plain containers.
+
+    Any other global (``os.system``, ``builtins.eval``, ...) raises
+    :class:`DataError` before it can be called.
+    """
+
+    _allowed: dict[tuple[str, str], Any] | None = None
+
+    def __init__(self, file: io.BufferedIOBase, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self._path = path
+        if _RestrictedUnpickler._allowed is None:
+            _RestrictedUnpickler._allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = (self._allowed or {}).get((module, name))
+        if obj is None:
+            raise DataError(
+                f"{self._path}: refusing to unpickle global {module}.{name} "
+                "(a CIFAR-10 batch holds only numpy arrays, lists, ints and bytes)"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DataError(f"{self._path}: refusing to unpickle a persistent id")
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            obj = _RestrictedUnpickler(fh, path).load()
+    except DataError:
+        raise
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # anything a malformed pickle can raise
+        raise DataError(f"{path}: not a valid CIFAR-10 python batch ({exc})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def _get(d: dict, key: str, path: Path) -> Any:
+    for k in (key.encode(), key):
+        if k in d:
+            return d[k]
+    found = ", ".join(sorted(repr(k) for k in d)) or "none"
+    raise DataError(f"{path}: missing key b{key!r} (keys found: {found})")
+
+
+def _check_pixels(x: Any, path: Path) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        desc = type(x).__name__
+    elif x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != N_PIXELS:
+        desc = f"{x.dtype} array of shape {x.shape}"
+    else:
+        return x
+    raise DataError(f"{path}: b'data' must be a uint8 array of shape (n, 3072), found {desc}")
+
+
+def _check_labels(y: Any, n: int, n_classes: int, path: Path) -> np.ndarray:
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError):
+        arr = np.asarray([], dtype=object)
+    if arr.ndim != 1 or arr.shape[0] != n or (n and arr.dtype.kind not in "iu"):
+        raise DataError(f"{path}: labels must be {n} integers (one per image), found {arr.shape}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_classes)
+    if bad.any():
+        raise DataError(
+            f"{path}: label {int(arr[bad][0])} out of range [0, {n_classes}) "
+            f"at record {int(np.flatnonzero(bad)[0])}"
+        )
+    return arr
+
+
+def _assemble(
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    test: tuple[np.ndarray, np.ndarray],
+    classes: tuple[str, ...],
+    source: str,
+) -> RawDataset:
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    batch = np.concatenate(
+        [np.full(len(p[1]), k, dtype=np.int8) for k, p in enumerate(parts, start=1)]
+    )
+    return RawDataset(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=np.ascontiguousarray(test[0]),
+        y_test=test[1],
+        classes=classes,
+        train_batch=batch,
+        source=source,
+    )
+
+
+def _official_files(directory: Path, suffix: str) -> list[Path]:
+    names = [f"data_batch_{k}{suffix}" for k in range(1, N_TRAIN_BATCHES + 1)]
+    names.append(f"test_batch{suffix}")
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+        raise DataError(f"{directory}: missing {', '.join(missing)} (need {', '.join(names)})")
+    return [directory / n for n in names]
+
+
+def read_python_batches(directory: str | os.PathLike) -> RawDataset:
+    """Read the official Python pickles (``cifar-10-batches-py``) in ``directory``.
+
+    Trust: unpickling can in general run arbitrary code.  These pickles are
+    only opened from a directory the user passed explicitly (``--data`` /
+    ``MLPLAB_DATA``, trusted) or extracted from an archive whose MD5 matched
+    the published one, and always through a restricted unpickler whose
+    ``find_class`` allows only numpy array/dtype reconstruction (plus latin-1
+    ``_codecs.encode`` of pickle protocol 2); any other global raises
+    :class:`DataError` without being called.  Files are opened with
+    ``encoding="bytes"``.
+
+    Returns a :class:`RawDataset` with x_train (N, 3072), x_test (M, 3072) uint8.
+    Raises :class:`DataError` naming the file on missing keys, wrong shapes or
+    labels out of range.
+    """
+    directory = Path(directory)
+    files = _official_files(directory, "")
+    meta_path = directory / "batches.meta"
+    if meta_path.is_file():
+        names = _get(_unpickle(meta_path), "label_names", meta_path)
+        try:
+            classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
+        except (TypeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{meta_path}: invalid label_names ({exc})") from None
+        if not classes:
+            raise DataError(f"{meta_path}: label_names is empty")
+    else:
+        classes = CIFAR10_CLASSES
+    parts = []
+    for path in files:
+        d = _unpickle(path)
+        x = _check_pixels(_get(d, "data", path), path)
+        y = _check_labels(_get(d, "labels", path), x.shape[0], len(classes), path)
+        parts.append((x, y))
+    test = parts.pop()
+    return _assemble(parts, test, classes, f"{PY_DIR} in {directory}")
+
+
+# ------------------------------------------------------------------ binary
+
+
+def _read_bin(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    record = 1 + N_PIXELS
+    try:
+        size = path.stat().st_size
+        if size == 0 or size % record:
+            raise DataError(
+                f"{path}: wrong record size or truncated file: {size} bytes is not a "
+                f"positive multiple of {record} (1 label byte + 3072 pixel bytes per image)"
+            )
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if raw.size != size:
+        raise DataError(f"{path}: read {raw.size} bytes, expected {size} (file changed?)")
+    recs = raw.reshape(-1, record)
+    y = recs[:, 0].astype(np.int64)
+    bad = np.flatnonzero(y >= n_classes)
+    if bad.size:
+        raise DataError(
+            f"{path}: label {int(y[bad[0]])} out of range [0, {n_classes}) at record {int(bad[0])}"
+        )
+    return np.ascontiguousarray(recs[:, 1:]), y
+
+
+def read_binary_batches(directory: str | os.PathLike) -> RawDataset:
+    """Read the official binary batches (``cifar-10-batches-bin``) in ``directory``.
+
+    Each file is a sequence of 3073-byte records: 1 label byte, then 3072
+    pixel bytes (R plane, G plane, B plane).  Returns a :class:`RawDataset`
+    with x_train (N, 3072), x_test (M, 3072) uint8.  Raises
+    :class:`DataError` naming the file on a wrong record size/truncation or a
+    label out of range.
+    """
+    directory = Path(directory)
+    files = _official_files(directory, ".bin")
+    meta_path = directory / "batches.meta.txt"
+    classes = CIFAR10_CLASSES
+    if meta_path.is_file():
+        try:
+            text = meta_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read {meta_path}: {exc}") from None
+        classes = tuple(line.strip() for line in text.splitlines() if line.strip())
+        if not classes:
+            raise DataError(f"{meta_path}: no class names found")
+    parts = [_read_bin(path, len(classes)) for path in files]
+    test = parts.pop()
+    return _assemble(parts, test, classes, f"{BIN_DIR} in {directory}")
+
+
+# ------------------------------------------------------------------ folders
+
+
+def read_image_folder(
+    directory: str | os.PathLike,
+    *,
+    progress: bool = True,
+    index: _folder.FolderIndex | None = None,
+) -> RawDataset:
+    """Decode an image folder ``directory/{train,test}/<class>/*`` (see :mod:`.folder`).
+
+    Returns a :class:`RawDataset` with x_train (N, 3072), x_test (M, 3072)
+    uint8 in official plane order and ``train_batch=None``.
+    """
+    index = index if index is not None else _folder.scan_image_folder(directory)
+    x_train = _folder.decode_files(index.train_files, progress=progress, desc="decoding train")
+    x_test = _folder.decode_files(index.test_files, progress=progress, desc="decoding test")
+    return RawDataset(
+        x_train=x_train,
+        y_train=index.y_train,
+        x_test=x_test,
+        y_test=index.y_test,
+        classes=index.classes,
+        train_batch=None,
+        source=f"{FOLDER_FORMAT} {index.root}",
+    )
+
+
+# ----------------------------------------------------------------- dispatch
+
+
+@dataclass(frozen=True)
+class _Layout:
+    fmt: str
+    path: Path
+    stats: list[tuple[str, int, int]]
+    read: Callable[[bool], RawDataset]
+
+
+def _file_stats(directory: Path, names: list[str]) -> list[tuple[str, int, int]]:
+    out = []
+    for name in names:
+        p = directory / name
+        if p.is_file():
+            st = p.stat()
+            out.append((name, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _official_layout(fmt: str, directory: Path) -> _Layout:
+    suffix, meta = (".bin", "batches.meta.txt") if fmt == BIN_DIR else ("", "batches.meta")
+    names = [p.name for p in _official_files(directory, suffix)] + [meta]
+    reader = read_binary_batches if fmt == BIN_DIR else read_python_batches
+    return _Layout(fmt, directory, _file_stats(directory, names), lambda _p: reader(directory))
+
+
+def _detect_layout(root: Path) -> _Layout:
+    """Find the data layout in ``root`` (or ``root`` being a batches directory)."""
+    if (root / BIN_DIR).is_dir():
+        return _official_layout(BIN_DIR, root / BIN_DIR)
+    if (root / PY_DIR).is_dir():
+        return _official_layout(PY_DIR, root / PY_DIR)
+    if (root / "data_batch_1.bin").exists() or (root / "test_batch.bin").exists():
+        return _official_layout(BIN_DIR, root)
+    if (root / "data_batch_1").exists() or (root / "test_batch").exists():
+        return _official_layout(PY_DIR, root)
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        index = _folder.scan_image_folder(root)
+        return _Layout(
+            FOLDER_FORMAT,
+            root,
+            index.stats,
+            lambda progress: read_image_folder(root, progress=progress, index=index),
+        )
+    try:
+        entries = sorted(p.name for p in root.iterdir())
+    except OSError:
+        entries = []
+    archives = [n for n in entries if n.endswith((".tar.gz", ".tgz", ".tar"))]
+    hint = f"; found {', '.join(archives)}: extract it first" if archives else ""
+    listing = "it is empty" if not entries else f"it contains {', '.join(entries[:8])}"
+    if len(entries) > 8:
+        listing += ", ..."
+    raise DataError(
+        f"no CIFAR-10 data found in {root} ({listing}{hint}); looked for {PY_DIR}/ "
+        f"(data_batch_1..5, test_batch, batches.meta), {BIN_DIR}/ (data_batch_1..5.bin, "
+        "test_batch.bin, batches.meta.txt), those files directly in the directory, or an "
+        "image folder train/<class>/*, test/<class>/*"
+    )
+
+
+def _from_cache(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> RawDataset | None:
+    """Rebuild a RawDataset from a cache entry; ``None`` if the entry is inconsistent."""
+    try:
+        classes = tuple(str(c) for c in meta["classes"])
+        x_train, x_test = np.asarray(arrays["x_train"]), np.asarray(arrays["x_test"])
+        y_train = np.array(arrays["y_train"], dtype=np.int64)
+        y_test = np.array(arrays["y_test"], dtype=np.int64)
+        tb = arrays.get("train_batch")
+        train_batch = None if tb is None else np.array(tb, dtype=np.int8)
+        ok = (
+            x_train.dtype == np.uint8
+            and x_test.dtype == np.uint8
+            and x_train.shape == (len(y_train), N_PIXELS)
+            and x_test.shape == (len(y_test), N_PIXELS)
+            and (train_batch is None or train_batch.shape == y_train.shape)
+            and 0 <= min(y_train.min(), y_test.min())
+            and max(y_train.max(), y_test.max()) < len(classes)
+        )
+        if not ok:
+            return None
+        return RawDataset(
+            x_train, y_train, x_test, y_test, classes, train_batch, str(meta["source"])
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def load_cifar10(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> RawDataset:
+    """Load CIFAR-10 from ``data_dir`` (or ``$MLPLAB_DATA``, or a download).
+
+    The layout is detected automatically (see module docstring).  Decoded
+    arrays are cached under ``cache_dir`` (default :func:`default_cache_dir`,
+    which is also where a download goes); an unwritable cache only warns.
+
+    Returns a :class:`RawDataset`: x_train (N, 3072) uint8, y_train (N,)
+    int64, x_test (M, 3072) uint8, y_test (M,) int64.  Arrays served from the
+    cache are read-only memory maps.  Raises :class:`DataError`.
+    """
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = locate_data(data_dir, cache_dir=cache, progress=progress)
+    layout = _detect_layout(root)
+    key = _cache.cache_key(layout.fmt, layout.path, layout.stats)
+    hit = _cache.load_entry(cache, key)
+    if hit is not None:
+        raw = _from_cache(*hit)
+        if raw is not None:
+            return raw
+    raw = layout.read(progress)
+    arrays = {
+        "x_train": raw.x_train,
+        "y_train": raw.y_train,
+        "x_test": raw.x_test,
+        "y_test": raw.y_test,
+    }
+    if raw.train_batch is not None:
+        arrays["train_batch"] = raw.train_batch
+    meta = {"format": layout.fmt, "source": raw.source, "classes": list(raw.classes)}
+    _cache.save_entry(cache, key, arrays, meta)
+    return raw
