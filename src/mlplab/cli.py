@@ -68,7 +68,7 @@ def cli() -> None:
 @click.option(
     "--recipe",
     "-r",
-    required=True,
+    default=None,
     help="Shipped recipe name (see `mlplab recipes`) or path to a TOML file.",
 )
 @click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
@@ -99,41 +99,60 @@ def cli() -> None:
     metavar="URL",
     help="Storage of --from-study (default: sqlite file of `mlplab search`'s --out).",
 )
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Continue the interrupted run in DIR from its last checkpoint.",
+)
 @click.option("--overwrite", is_flag=True, help="Allow writing into a directory holding a run.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_friendly
 def train(
-    recipe: str,
+    recipe: str | None,
     data: Path | None,
     out: Path | None,
     sets: tuple[str, ...],
     study: str | None,
     storage: str | None,
+    resume: Path | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Train the network of a recipe and write results.json, curves.png and the model."""
+    """Train the network of a recipe and write results.json, curves.png and the model.
+
+    A checkpoint is written every `checkpoint_every` updates (a recipe field); a run
+    that was interrupted (even by kill -9) continues with `--resume DIR` and ends
+    with exactly the numbers of an uninterrupted run.
+    """
     from mlplab.config import load_recipe, parse_set_options
+    from mlplab.train.run import resume_experiment, run_experiment
 
-    overrides = {}
-    if study is not None:
-        from mlplab.search.study import best_overrides
+    if resume is not None:
+        if recipe or sets or study:
+            raise MlplabError("--resume takes the run's own configuration: drop --recipe/--set")
+        res = resume_experiment(resume, data_dir=data, progress=not quiet)
+        out = resume
+    else:
+        if not recipe:
+            raise MlplabError("missing --recipe NAME_OR_PATH (or --resume DIR)")
+        overrides = {}
+        if study is not None:
+            from mlplab.search.study import best_overrides
 
-        overrides = best_overrides(study, storage)
-        click.echo(f"best of study {study}: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
-    overrides.update(parse_set_options(sets))
-    from mlplab.train.run import run_experiment
-
-    cfg = load_recipe(recipe, overrides)
-    out = out or Path("runs") / cfg.name.replace("/", "-")
-    res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
+            overrides = best_overrides(study, storage)
+            click.echo(
+                f"best of study {study}: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+            )
+        overrides.update(parse_set_options(sets))
+        cfg = load_recipe(recipe, overrides)
+        out = out or Path("runs") / cfg.name.replace("/", "-")
+        res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
+    val = res["val_accuracy"]
     click.echo(
-        f"{cfg.name}: test accuracy {100 * res['test_accuracy']:.2f} %"
-        + (
-            f", validation {100 * res['val_accuracy']:.2f} %"
-            if res["val_accuracy"] is not None
-            else ""
-        )
+        f"{res['name']}: test accuracy {100 * res['test_accuracy']:.2f} %"
+        + (f", validation {100 * val:.2f} %" if val is not None else "")
         + f", train {100 * res['train_accuracy']:.2f} % "
         f"({res['updates']} updates, {res['epochs']:.1f} epochs, {res['train_seconds']:.1f} s)"
     )
