@@ -45,8 +45,15 @@ checkpoint_every = 7
 """,
 }
 KILLS = {
-    "stateful": ["update:3", "checkpoint-start:8", "checkpoint-between:16", "checkpoint-end:24",
-                 "update:17", "update:39", "checkpoint-between:40"],
+    "stateful": [
+        "update:3",
+        "checkpoint-start:8",
+        "checkpoint-between:16",
+        "checkpoint-end:24",
+        "update:17",
+        "update:39",
+        "checkpoint-between:40",
+    ],
     "fused": ["update:10", "checkpoint-between:14", "checkpoint-end:21"],
 }
 
@@ -81,16 +88,22 @@ def setup(tmp_path_factory):
     refs = {}
     for name in RECIPES:
         out = root / f"ref-{name}"
-        p = _mlplab(env, "train", "--recipe", str(recipes[name]), "--data", str(data),
-                    "--out", str(out))
+        p = _mlplab(
+            env, "train", "--recipe", str(recipes[name]), "--data", str(data), "--out", str(out)
+        )
         assert p.returncode == 0, p.stderr
         refs[name] = out
     return root, data, env, recipes, refs
 
 
 def _mlplab(env, *args):
-    return subprocess.run([sys.executable, "-m", "mlplab.cli", *args, "--quiet"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mlplab.cli", *args, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _assert_identical(out: Path, ref: Path):
@@ -104,13 +117,20 @@ def _assert_identical(out: Path, ref: Path):
         assert ra[k] == rb[k]
 
 
-@pytest.mark.parametrize(("recipe", "kill"),
-                         [(r, k) for r, ks in KILLS.items() for k in ks])
+@pytest.mark.parametrize(("recipe", "kill"), [(r, k) for r, ks in KILLS.items() for k in ks])
 def test_kill_then_resume_is_bit_identical(setup, recipe, kill):
     root, data, env, recipes, refs = setup
     out = root / f"run-{recipe}-{kill.replace(':', '-')}"
-    p = _mlplab({**env, "MLPLAB_KILL_AT": kill}, "train", "--recipe", str(recipes[recipe]),
-                "--data", str(data), "--out", str(out))
+    p = _mlplab(
+        {**env, "MLPLAB_KILL_AT": kill},
+        "train",
+        "--recipe",
+        str(recipes[recipe]),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    )
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert not (out / "results.json").exists()
     p = _mlplab(env, "train", "--resume", str(out))
@@ -121,8 +141,16 @@ def test_kill_then_resume_is_bit_identical(setup, recipe, kill):
 def test_killed_twice_and_resumed_twice(setup):
     root, data, env, recipes, refs = setup
     out = root / "twice"
-    p = _mlplab({**env, "MLPLAB_KILL_AT": "update:12"}, "train", "--recipe",
-                str(recipes["stateful"]), "--data", str(data), "--out", str(out))
+    p = _mlplab(
+        {**env, "MLPLAB_KILL_AT": "update:12"},
+        "train",
+        "--recipe",
+        str(recipes["stateful"]),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    )
     assert p.returncode == -signal.SIGKILL
     p = _mlplab({**env, "MLPLAB_KILL_AT": "checkpoint-between:32"}, "train", "--resume", str(out))
     assert p.returncode == -signal.SIGKILL
@@ -131,16 +159,35 @@ def test_killed_twice_and_resumed_twice(setup):
 
 
 def test_external_sigkill_at_a_random_moment(setup):
-    root, data, env, recipes, refs = setup
+    root, data, env, _recipes, _refs = setup
     out = root / "external"
     slow = root / "slow.toml"  # long enough to be killed while training
     slow.write_text(RECIPES["stateful"].replace("n_s = 20", "n_s = 400"))
     ref = root / "ref-slow"
-    assert _mlplab(env, "train", "--recipe", str(slow), "--data", str(data), "--out",
-                   str(ref)).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "mlplab.cli", "train", "--recipe", str(slow),
-                             "--data", str(data), "--out", str(out), "--quiet"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (
+        _mlplab(
+            env, "train", "--recipe", str(slow), "--data", str(data), "--out", str(ref)
+        ).returncode
+        == 0
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlplab.cli",
+            "train",
+            "--recipe",
+            str(slow),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while not list((out / "checkpoints").glob("ckpt-*.json")) and time.time() < deadline:
         time.sleep(0.05)
@@ -152,7 +199,7 @@ def test_external_sigkill_at_a_random_moment(setup):
 
 
 def test_resume_refuses_finished_or_missing_runs(setup, tmp_path):
-    root, data, env, recipes, refs = setup
+    _root, _data, env, _recipes, refs = setup
     p = _mlplab(env, "train", "--resume", str(refs["fused"]))
     assert p.returncode == 2 and "already finished" in p.stderr
     p = _mlplab(env, "train", "--resume", str(tmp_path))

@@ -122,4 +122,7 @@ def load_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str,
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, ...
         raise ModelFileError(f"{npath} is not a readable .npz array file: {e}") from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back a non-.npy member as raw bytes
+            raise ModelFileError(f"{npath}: member {k!r} is not a NumPy array")
     return meta, arrays

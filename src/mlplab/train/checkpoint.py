@@ -33,8 +33,9 @@ def _name(step: int) -> str:
     return f"ckpt-{step:09d}"
 
 
-def write_checkpoint(directory: str | os.PathLike, meta: dict[str, Any],
-                     arrays: dict[str, np.ndarray], keep: int = 1) -> Path:
+def write_checkpoint(
+    directory: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray], keep: int = 1
+) -> Path:
     """Write the checkpoint of ``meta["step"]`` into ``directory``; keep the ``keep`` newest."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -45,9 +46,15 @@ def write_checkpoint(directory: str | os.PathLike, meta: dict[str, Any],
     faults.maybe_die("checkpoint-start", step)
     atomic_write_bytes(d / f"{_name(step)}.npz", data)
     faults.maybe_die("checkpoint-between", step)
-    atomic_write_json(d / f"{_name(step)}.json", {
-        "format": FORMAT, "format_version": VERSION,
-        "npz_sha256": hashlib.sha256(data).hexdigest(), **meta})
+    atomic_write_json(
+        d / f"{_name(step)}.json",
+        {
+            "format": FORMAT,
+            "format_version": VERSION,
+            "npz_sha256": hashlib.sha256(data).hexdigest(),
+            **meta,
+        },
+    )
     faults.maybe_die("checkpoint-end", step)
     good = sorted(_complete(d), key=lambda x: x[0])
     for old_step, _ in good[:-keep]:
@@ -69,8 +76,9 @@ def _complete(d: Path) -> list[tuple[int, Path]]:
     return out
 
 
-def latest_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, Any],
-                                                             dict[str, np.ndarray]] | None:
+def latest_checkpoint(
+    directory: str | os.PathLike,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
     """The newest complete, uncorrupted checkpoint in ``directory``, or ``None``."""
     d = Path(directory)
     if not d.is_dir():

@@ -60,8 +60,13 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if len(X):
             ev = net.evaluate(X, y, cfg.lam, cfg.eval_batch)
-            metrics.update({f"{part}_accuracy": ev["accuracy"], f"{part}_loss": ev["loss"],
-                            f"{part}_cost": ev["cost"]})
+            metrics.update(
+                {
+                    f"{part}_accuracy": ev["accuracy"],
+                    f"{part}_loss": ev["loss"],
+                    f"{part}_cost": ev["cost"],
+                }
+            )
         else:
             metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
     return metrics
@@ -102,9 +107,6 @@ def run_experiment(
         located = locate_data(data_dir, progress=progress)
         raw = load_cifar10(located, progress=progress)
         source_dir = str(located.resolve())
-    if not resume:
-        atomic_write_json(out / "run.json", {"config": cfg.to_dict(), "data_dir": source_dir,
-                                            "mlplab_version": __version__})
     rng = np.random.default_rng(cfg.seed)
     splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
@@ -118,6 +120,12 @@ def run_experiment(
         faults.maybe_die("update", tr.step)
 
     trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
+    trainer.check_data(splits.x_train)
+    if not resume:  # only now, with everything validated, does the run write anything
+        atomic_write_json(
+            out / "run.json",
+            {"config": cfg.to_dict(), "data_dir": source_dir, "mlplab_version": __version__},
+        )
     if resume:
         found = latest_checkpoint(ckpt_dir)
         if found is not None:
@@ -137,14 +145,22 @@ def run_experiment(
         "data_source": raw.source,
         "config": resolved_config(cfg, n),
         "mlplab_version": __version__,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "history": trainer.history,
     }
-    save_network(out / "model", net, splits.mean, splits.std, splits.classes,
-                 {"config": cfg.to_dict()})
-    plot_curves(trainer.history, out / "curves.png",
-                title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}")
+    save_network(
+        out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
+    )
+    plot_curves(
+        trainer.history,
+        out / "curves.png",
+        title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
+    )
     atomic_write_json(out / "results.json", results)
     return results
 

@@ -191,6 +191,18 @@ class Trainer:
                     f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
                 )
 
+    def check_data(self, X: np.ndarray) -> None:
+        """Raise :class:`ConfigError` if ``X`` cannot be trained on with this configuration."""
+        n, B, net = X.shape[0], self.cfg.batch_size, self.net
+        if X.ndim != 2 or X.shape[1] != net.d_in:
+            raise ConfigError(f"data has shape {X.shape}, the network expects {net.d_in} features")
+        if B > n:
+            raise ConfigError(f"batch_size {B} is larger than the training split ({n} samples)")
+        if X.dtype != net.dtype:
+            raise ConfigError(f"data dtype {X.dtype} differs from the network's {net.dtype}")
+        if self.cfg.total_updates(n) < 1:
+            raise ConfigError("the run would make no update: raise epochs, cycles or n_s")
+
     def fit(
         self,
         X: np.ndarray,
@@ -207,18 +219,11 @@ class Trainer:
         evaluation (benchmarks); ``max_updates`` stops early after that many updates.
         """
         cfg, rng, net = self.cfg, self.rng, self.net
+        self.check_data(X)
         n = X.shape[0]
         B = cfg.batch_size
-        if X.ndim != 2 or X.shape[1] != net.d_in:
-            raise ConfigError(f"data has shape {X.shape}, the network expects {net.d_in} features")
-        if B > n:
-            raise ConfigError(f"batch_size {B} is larger than the training split ({n} samples)")
-        if X.dtype != net.dtype:
-            raise ConfigError(f"data dtype {X.dtype} differs from the network's {net.dtype}")
         schedule = make_schedule(cfg, n)
         total = cfg.total_updates(n)
-        if total < 1:
-            raise ConfigError("the run would make no update: raise epochs, cycles or n_s")
         stop = total if max_updates is None else min(total, self.step + max_updates)
         every = record_interval(cfg, n)
         per_epoch = n // B

@@ -1,0 +1,282 @@
+"""The catalogue of bad inputs: each gives one clear error line, exit status 2, no traceback,
+and leaves existing output files untouched."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_data_loaders import write_bin, write_folder, write_py
+
+from mlplab.cli import cli
+from mlplab.nn.network import Network
+from mlplab.nn.serialize import save_network
+
+OLD = b"previous output"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLPLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLPLAB_DATA", raising=False)
+
+
+def _out(tmp_path: Path) -> Path:
+    """An output directory that already holds files a failed run must not touch."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    for name in ("curves.png", "model.npz", "model.json", "run.json"):
+        (out / name).write_bytes(OLD)
+    return out
+
+
+def _fails(tmp_path: Path, args: list[str], *patterns: str) -> str:
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    err = r.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in r.output
+    for p in patterns:
+        assert p in err, (p, err)
+    if out.is_dir():
+        for name in ("curves.png", "model.npz", "model.json", "run.json"):
+            assert (out / name).read_bytes() == OLD, name
+        assert not (out / "results.json").exists()
+    return err
+
+
+def _train(tmp_path, data, *extra):
+    return [
+        "train",
+        "--recipe",
+        "assignment2/ex3",
+        "--data",
+        str(data),
+        "--out",
+        str(_out(tmp_path)),
+        "--quiet",
+        *extra,
+    ]
+
+
+# -- data --------------------------------------------------------------------------------------
+def test_missing_data_dir(tmp_path):
+    _fails(tmp_path, _train(tmp_path, tmp_path / "nowhere"), "nowhere")
+
+
+def test_empty_data_dir(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _fails(tmp_path, _train(tmp_path, tmp_path / "empty"), "empty")
+
+
+def test_truncated_python_batch(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    write_py(d)
+    f = d / "data_batch_1"
+    f.write_bytes(f.read_bytes()[:500])
+    _fails(tmp_path, _train(tmp_path, d), "data_batch_1")
+
+
+def test_truncated_binary_batch(tmp_path):
+    d = tmp_path / "cifar-10-batches-bin"
+    write_bin(d)
+    f = d / "data_batch_3.bin"
+    f.write_bytes(f.read_bytes()[:-100])
+    _fails(tmp_path, _train(tmp_path, d), "data_batch_3.bin")
+
+
+def test_binary_batch_wrong_record_size(tmp_path):
+    d = tmp_path / "cifar-10-batches-bin"
+    write_bin(d)
+    (d / "test_batch.bin").write_bytes(bytes(3072 * 5))
+    _fails(tmp_path, _train(tmp_path, d), "test_batch.bin", "record size")
+
+
+def test_pickle_batch_missing_keys(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    write_py(d)
+    (d / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}))
+    _fails(tmp_path, _train(tmp_path, d), "data_batch_2", "labels")
+
+
+def _folder_with(tmp_path, name, writer):
+    root = tmp_path / "imgs"
+    write_folder(root)
+    writer(root / "train" / "cat" / name)
+    return root
+
+
+def test_folder_non_image_file(tmp_path):
+    root = _folder_with(tmp_path, "notes.txt", lambda p: p.write_text("hi"))
+    _fails(tmp_path, _train(tmp_path, root), "notes.txt")
+
+
+def test_folder_corrupt_jpeg(tmp_path):
+    def writer(p):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), 9, np.uint8)).save(buf, "JPEG")
+        p.write_bytes(buf.getvalue()[:200])
+
+    _fails(tmp_path, _train(tmp_path, _folder_with(tmp_path, "bad.jpg", writer)), "bad.jpg")
+
+
+def test_folder_wrong_size_image(tmp_path):
+    root = _folder_with(tmp_path, "big.png", lambda p: Image.new("RGB", (40, 32)).save(p))
+    _fails(tmp_path, _train(tmp_path, root), "big.png", "40x32")
+
+
+def test_folder_grayscale_image(tmp_path):
+    root = _folder_with(tmp_path, "gray.png", lambda p: Image.new("L", (32, 32)).save(p))
+    _fails(tmp_path, _train(tmp_path, root), "gray.png", "'L'")
+
+
+def test_folder_class_folders_differ(tmp_path):
+    root = tmp_path / "imgs"
+    write_folder(root)
+    (root / "test" / "dog").rename(root / "test" / "horse")
+    _fails(tmp_path, _train(tmp_path, root), "dog", "horse")
+
+
+# -- recipes -----------------------------------------------------------------------------------
+@pytest.fixture
+def good_data(tmp_path):
+    d = tmp_path / "cifar-10-batches-bin"
+    write_bin(d)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("sets", "pattern"),
+    [
+        ("bogus=1", "unknown recipe key 'bogus'"),
+        ("lam=ten", "expects float"),
+        ("eta_min=0.5", "must not exceed eta_max"),
+        ("lam=-0.1", "lam must be >= 0"),
+        ("n_s=0", "n_s must be >= 1"),
+        ("hidden=50,-3", "hidden sizes"),
+        ("eta_max=nan", "must be finite"),
+    ],
+)
+def test_bad_recipe_values(tmp_path, good_data, sets, pattern):
+    _fails(tmp_path, _train(tmp_path, good_data, "--set", sets), pattern)
+
+
+def test_recipe_file_unknown_key_and_wrong_type(tmp_path, good_data):
+    p = tmp_path / "r.toml"
+    p.write_text("hidden = [50]\nlearning_rate = 0.1\n")
+    args = ["train", "--recipe", str(p), "--data", str(good_data), "--out", str(_out(tmp_path))]
+    _fails(tmp_path, args, "unknown recipe key 'learning_rate'")
+    p.write_text('hidden = "fifty"\n')
+    _fails(tmp_path, args, "'hidden' expects")
+
+
+def test_batch_larger_than_split(tmp_path, good_data):
+    _fails(
+        tmp_path,
+        _train(tmp_path, good_data, "--set", "split=10/5", "--set", "batch_size=100"),
+        "batch_size 100 is larger",
+    )
+
+
+# -- model files -------------------------------------------------------------------------------
+@pytest.fixture
+def model(tmp_path):
+    net = Network.build(3072, [4], 10, rng=np.random.default_rng(0))
+    save_network(tmp_path / "m", net, np.zeros(3072), np.ones(3072), tuple("abcdefghij"))
+    return tmp_path / "m"
+
+
+def _rewrite_npz(path: Path, change):
+    with np.load(path.with_suffix(".npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez(path.with_suffix(".npz"), **arrays)
+
+
+def _eval(model, data):
+    return ["evaluate", str(model), "--data", str(data)]
+
+
+def test_model_missing_array(tmp_path, model, good_data):
+    _rewrite_npz(model, lambda a: a.pop("net/dense2.b"))
+    _fails(tmp_path, _eval(model, good_data), "dense2.b", "missing")
+
+
+def test_model_wrong_shape(tmp_path, model, good_data):
+    _rewrite_npz(model, lambda a: a.__setitem__("net/dense1.W", np.zeros((3072, 5), np.float32)))
+    _fails(tmp_path, _eval(model, good_data), "dense1.W", "shape")
+
+
+def test_model_wrong_dtype(tmp_path, model, good_data):
+    _rewrite_npz(model, lambda a: a.__setitem__("net/dense1.b", np.zeros(4, np.int64)))
+    _fails(tmp_path, _eval(model, good_data), "dense1.b", "dtype")
+
+
+def test_model_newer_format_version(tmp_path, model, good_data):
+    j = model.with_suffix(".json")
+    meta = json.loads(j.read_text())
+    meta["format_version"] = 7
+    j.write_text(json.dumps(meta))
+    _fails(tmp_path, _eval(model, good_data), "newer")
+
+
+def test_model_with_pickled_object_is_refused(tmp_path, model, good_data):
+    _rewrite_npz(model, lambda a: a.__setitem__("net/dense1.b", np.array([{"x": 1}], object)))
+    _fails(tmp_path, _eval(model, good_data), "m.npz")
+
+
+def test_model_file_missing(tmp_path, good_data):
+    _fails(tmp_path, _eval(tmp_path / "none", good_data), "not found")
+
+
+# -- outputs -----------------------------------------------------------------------------------
+def test_out_is_a_file(tmp_path, good_data):
+    f = tmp_path / "afile"
+    f.write_bytes(OLD)
+    _fails(
+        tmp_path,
+        ["train", "--recipe", "assignment2/ex3", "--data", str(good_data), "--out", str(f)],
+        "not a directory",
+    )
+    assert f.read_bytes() == OLD
+
+
+def test_unwritable_out_dir(tmp_path, good_data):
+    if os.geteuid() == 0:  # root ignores permission bits: use a place no one can write
+        target = Path("/proc/mlplab-out")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "out"
+    _fails(
+        tmp_path,
+        ["train", "--recipe", "assignment2/ex3", "--data", str(good_data), "--out", str(target)],
+        "cannot write to output directory",
+    )
+
+
+def test_finished_run_is_not_overwritten(tmp_path, good_data):
+    out = _out(tmp_path)
+    (out / "results.json").write_bytes(OLD)
+    r = CliRunner().invoke(cli, _train(tmp_path, good_data), catch_exceptions=False)
+    assert r.exit_code == 2 and "already holds a finished run" in r.stderr
+    assert (out / "results.json").read_bytes() == OLD
+
+
+def test_nan_input_to_estimator_is_rejected():
+    from mlplab.errors import ConfigError
+    from mlplab.train.estimator import MLPClassifier
+
+    X = np.ones((10, 4))
+    X[3, 2] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        MLPClassifier().fit(X, np.arange(10) % 2)
