@@ -22,7 +22,8 @@ def test_two_layer_by_hand():
     )
     X = np.array([[1.0, -1.0]])
     y = np.array([0])
-    cost, loss = net.loss_grad(X, y, lam=0.5)
+    loss = net.loss_grad(X, y, lam=0.5)
+    cost = loss + net.l2_penalty(0.5)
     assert np.isclose(loss, np.log1p(np.exp(-2.0)))
     # L2: 0.5 * (1 + 4 + 9 + 16 + 1 + 1 + 0 + 25) = 28.5
     assert np.isclose(cost, loss + 28.5)

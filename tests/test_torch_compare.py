@@ -80,7 +80,8 @@ def test_network_gradients_match_autograd(d, hidden, bn, lam):
     X = rng.standard_normal((16, d))
     y = rng.integers(0, 10, 16)
     model = _torch_model(net)
-    cost, loss = net.loss_grad(X, y, lam)
+    loss = net.loss_grad(X, y, lam)
+    cost = loss + net.l2_penalty(lam)
     logits = model(torch.from_numpy(X))
     tl = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
     l2 = sum((m.weight**2).sum() for m in model if isinstance(m, torch.nn.Linear))
@@ -248,3 +249,19 @@ def test_optimizer_steps_match_torch(ours, theirs):
         opt.step(params, grads, 0.05)
         np.testing.assert_allclose(params["w"], tw.detach().numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(params["b"], tb.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+def test_softmax_cross_entropy_with_label_smoothing_matches_torch(eps):
+    from mlplab.nn.losses import cross_entropy, softmax_cross_entropy
+
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 3, (9, 10))
+    y = rng.integers(0, 10, 9)
+    t = torch.from_numpy(logits).requires_grad_(True)
+    tl = torch.nn.functional.cross_entropy(t, torch.from_numpy(y), label_smoothing=eps)
+    tl.backward()
+    loss, grad = softmax_cross_entropy(logits, y, eps)
+    assert loss == pytest.approx(tl.item(), rel=1e-12)
+    assert cross_entropy(logits, y, eps) == pytest.approx(tl.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=1e-14)

@@ -44,13 +44,16 @@ def softmax_cross_entropy(
 ) -> tuple[float, np.ndarray]:
     """Return ``(loss, dlogits)``: the mean cross-entropy and its gradient ``(P - T) / n``."""
     n, k = logits.shape
-    logp = log_softmax(logits)
+    z = logits - logits.max(axis=1, keepdims=True)
+    grad = np.exp(z)
+    total = grad.sum(axis=1, keepdims=True)
+    grad /= total  # softmax probabilities
     rows = np.arange(n)
-    nll = -logp[rows, y]
-    if label_smoothing:
-        nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
+    log_total = np.log(total[:, 0])
+    nll = log_total - z[rows, y]  # -log p_y
+    if label_smoothing:  # mean over classes of -log p_j
+        nll = (1.0 - label_smoothing) * nll + label_smoothing * (log_total - z.mean(axis=1))
     loss = float(nll.mean())
-    grad = np.exp(logp)
     if label_smoothing:
         grad -= label_smoothing / k
         grad[rows, y] -= 1.0 - label_smoothing

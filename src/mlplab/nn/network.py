@@ -196,11 +196,13 @@ class Network:
         *,
         label_smoothing: float = 0.0,
         add_l2_grad: bool = True,
-    ) -> tuple[float, float]:
-        """Training step's forward + backward; returns ``(cost, loss)`` and fills ``grads()``.
+    ) -> float:
+        """Training step's forward + backward: fills ``grads()`` with the gradients of the
+        cost and returns the data loss (the cost is ``loss + self.l2_penalty(lam)``, not
+        computed here: it would cost a pass over every weight matrix per step).
 
         ``add_l2_grad=False`` leaves ``2 * lam * W`` out of the weight gradients, for
-        optimisers that apply it fused with the update (the returned cost still includes it).
+        the trainer's fused update that applies it as an in-place scaling of ``W``.
         """
         logits = self.forward(X, train=True, rng=rng)
         loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
@@ -208,10 +210,9 @@ class Network:
         if lam and add_l2_grad:
             for ly in self.layers:
                 for k in ly.decay:
-                    # in place: no temporary of the weight matrix's size
                     g = ly.grads[k]
                     g += (2.0 * lam) * ly.params[k]
-        return loss + self.l2_penalty(lam), loss
+        return loss
 
     def logits(self, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Evaluation-mode logits, computed ``batch_size`` rows at a time."""

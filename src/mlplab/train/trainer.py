@@ -137,14 +137,14 @@ class Trainer:
     def _update(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
         cfg, net = self.cfg, self.net
         if not self.fused:
-            _, loss = net.loss_grad(xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing)
+            loss = net.loss_grad(xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing)
             self.optimizer.step(self._params, self._grads, lr)
             return loss
         dense = self._dense
         for ly in dense:
             ly.grad_scale = -lr
         try:
-            _, loss = net.loss_grad(
+            loss = net.loss_grad(
                 xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing, add_l2_grad=False
             )
         finally:
@@ -250,7 +250,10 @@ class Trainer:
                 if b == 0:
                     self.perm = rng.permutation(n)
                 idx = self.perm[b * B : (b + 1) * B]
-                np.take(X, idx, axis=0, out=xb)
+                # mode="clip": with the default "raise", numpy gathers into a fresh temporary
+                # and copies it into ``out`` (twice the traffic plus an allocation per step);
+                # indices from a permutation are always in range.
+                np.take(X, idx, axis=0, out=xb, mode="clip")
                 yb = y[idx]
                 if augment:
                     augment_batch(
