@@ -27,8 +27,10 @@ noise_std = 0.05
 optimizer = "momentum"
 lam = 0.001
 batch_size = 20
-n_s = 20
-cycles = 1
+n_s = 10
+cycles = 2
+snapshot_ensemble = true
+keep_best = true
 record_every = 5
 checkpoint_every = 8
 """,
@@ -107,10 +109,13 @@ def _mlplab(env, *args):
 
 
 def _assert_identical(out: Path, ref: Path):
-    with np.load(out / "model.npz") as a, np.load(ref / "model.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    models = sorted(p.name for p in ref.glob("model*.npz"))
+    assert models == sorted(p.name for p in out.glob("model*.npz"))
+    for name in models:
+        with np.load(out / name) as a, np.load(ref / name) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for k in a.files:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}: {k}")
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (out, ref))
     assert ra["history"] == rb["history"]
     for k in ("test_accuracy", "val_accuracy", "train_accuracy", "updates"):
@@ -162,7 +167,7 @@ def test_external_sigkill_at_a_random_moment(setup):
     root, data, env, _recipes, _refs = setup
     out = root / "external"
     slow = root / "slow.toml"  # long enough to be killed while training
-    slow.write_text(RECIPES["stateful"].replace("n_s = 20", "n_s = 400"))
+    slow.write_text(RECIPES["stateful"].replace("n_s = 10", "n_s = 200"))
     ref = root / "ref-slow"
     assert (
         _mlplab(

@@ -202,3 +202,34 @@ def test_run_experiment_writes_files(tmp_path):
 
     with pytest.raises(MlplabError, match="already holds a finished run"):
         run_experiment(cfg, tmp_path / "out", raw=synthetic_raw(), progress=False)
+
+
+def test_snapshot_ensemble_keeps_one_model_per_cycle(tmp_path):
+    cfg = _cfg(name="snap", cycles=3, snapshot_ensemble=True)
+    res = run_experiment(cfg, tmp_path / "o", raw=synthetic_raw(), progress=False)
+    assert res["n_snapshots"] == 3 and len(res["snapshot_test_accuracies"]) == 3
+    assert res["snapshot_test_accuracies"][-1] == res["test_accuracy"]  # last = final model
+    assert 0 <= res["ensemble_test_accuracy"] <= 1
+    for i in (1, 2, 3):
+        assert (tmp_path / "o" / f"model-snapshot-{i}.npz").is_file()
+    from click.testing import CliRunner
+
+    from mlplab.cli import cli
+
+    with pytest.raises(ConfigError, match="needs the cyclic schedule"):
+        _cfg(snapshot_ensemble=True, schedule="constant", eta=0.01, epochs=1)
+    assert CliRunner().invoke(cli, ["evaluate", "--help"]).exit_code == 0
+
+
+def test_keep_best_restores_best_validation_weights_and_early_stop():
+    cfg = _cfg(n_s=40, cycles=2, keep_best=True, record_every=4)
+    net, tr = _train(cfg, True)
+    raw = synthetic_raw()
+    s = make_splits(raw, cfg.split, np.random.default_rng(cfg.seed), dtype=np.float64)
+    best = max(p["val_accuracy"] for p in tr.history)
+    assert net.evaluate(s.x_val, s.y_val)["accuracy"] == pytest.approx(best)
+    assert tr.history[[p["val_accuracy"] for p in tr.history].index(best)]["step"] == tr.best_step
+    # early stopping: an impossible-to-improve run (lr tiny) stops after `early_stop` points
+    cfg = _cfg(schedule="constant", eta=1e-9, epochs=20, early_stop=3, record_every=4)
+    _, tr = _train(cfg, True)
+    assert tr.stopped_early and tr.step < cfg.total_updates(400)

@@ -62,6 +62,10 @@ class Config:
     flip: bool = False
     translate: int = 0
     noise_std: float = 0.0
+    # model selection and ensembles
+    snapshot_ensemble: bool = False  # keep the model at the end of every cycle (cyclic)
+    keep_best: bool = False  # end with the weights of the best validation accuracy
+    early_stop: int = 0  # stop after this many history points without improvement (0: off)
     # bookkeeping
     record_per_cycle: int = 10  # history points per cycle (cyclic)
     record_every: int = 0  # history every N updates (0: from record_per_cycle, or each epoch)
@@ -147,7 +151,10 @@ class Config:
             raise bad("init 'normal' needs init_sigma > 0")
         if self.translate < 0 or self.translate > 16:
             raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
-        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every"):
+        if self.snapshot_ensemble and self.schedule != "cyclic":
+            raise bad("snapshot_ensemble needs the cyclic schedule (one snapshot per cycle)")
+        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every",
+                  "early_stop"):
             if getattr(self, k) < 0:
                 raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.record_per_cycle < 1 or self.eval_batch < 1:

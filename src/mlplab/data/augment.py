@@ -33,17 +33,23 @@ def augment_batch(
             img[rows] = img[rows, :, :, ::-1]
     if translate:
         shifts = rng.integers(-translate, translate + 1, size=(n, 2))
-        for i in np.flatnonzero(shifts.any(axis=1)):
-            _shift(img[i], int(shifts[i, 0]), int(shifts[i, 1]))
+        translate_batch(img, shifts, translate)
     if noise_std:
         x += (rng.standard_normal(x.shape) * noise_std).astype(x.dtype, copy=False)
 
 
-def _shift(im: np.ndarray, dy: int, dx: int) -> None:
-    """Translate one ``(C, H, W)`` image in place by ``(dy, dx)`` pixels, filling with 0."""
-    src = im.copy()
-    im[...] = 0
-    h, w = im.shape[1:]
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    im[:, yd, xd] = src[:, ys, xs]
+def translate_batch(img: np.ndarray, shifts: np.ndarray, k: int) -> None:
+    """Translate each image ``img[i]`` (``(n, C, H, W)``, in place) by ``shifts[i] = (dy, dx)``.
+
+    One gather from a zero-padded copy of the batch: output pixel ``(r, c)`` of image
+    ``i`` is padded pixel ``(r + k - dy, c + k - dx)``, i.e. input pixel ``(r - dy, c - dx)``
+    or 0 where that falls outside the image.
+    """
+    n, _, h, w = img.shape
+    padded = np.zeros((n, img.shape[1], h + 2 * k, w + 2 * k), dtype=img.dtype)
+    padded[:, :, k : k + h, k : k + w] = img
+    rows = (k - shifts[:, 0])[:, None] + np.arange(h)  # (n, H)
+    cols = (k - shifts[:, 1])[:, None] + np.arange(w)  # (n, W)
+    i = np.arange(n)[:, None, None, None]
+    c = np.arange(img.shape[1])[None, :, None, None]
+    img[...] = padded[i, c, rows[:, None, :, None], cols[:, None, None, :]]

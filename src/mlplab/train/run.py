@@ -72,6 +72,27 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
     return metrics
 
 
+def snapshot_metrics(
+    net: Network, snapshots: list[dict[str, np.ndarray]], cfg: Config, splits: Splits
+) -> dict[str, Any]:
+    """Accuracy of each snapshot and of their average probabilities on validation and test."""
+    from mlplab.train.ensemble import combine
+
+    out: dict[str, Any] = {"n_snapshots": len(snapshots)}
+    snap_net = Network.from_spec(net.spec(), cfg.dtype)
+    for part in ("val", "test"):
+        X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
+        if not len(X):
+            continue
+        probs = []
+        for snap in snapshots:
+            snap_net.set_state(snap)
+            probs.append(snap_net.predict_proba(X, cfg.eval_batch))
+        out[f"snapshot_{part}_accuracies"] = [float(np.mean(p.argmax(1) == y)) for p in probs]
+        out[f"ensemble_{part}_accuracy"] = float(np.mean(combine(probs, "mean") == y))
+    return out
+
+
 def train_on_splits(
     cfg: Config, splits: Splits, rng: np.random.Generator, *, progress: bool = True
 ) -> tuple[Network, Trainer, dict[str, Any]]:
@@ -133,10 +154,14 @@ def run_experiment(
     trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     metrics = final_metrics(net, cfg, splits)
     summary = trainer.summary(n)
+    ensemble = snapshot_metrics(net, trainer.snapshots, cfg, splits) if trainer.snapshots else {}
     results: dict[str, Any] = {
         "name": cfg.name,
         **metrics,
+        **ensemble,
         **summary,
+        "stopped_early": trainer.stopped_early,
+        "best_val_step": trainer.best_step if trainer.best_step >= 0 else None,
         "seconds_per_epoch": summary["train_seconds"] / max(summary["epochs"], 1e-12),
         "wall_seconds": time.perf_counter() - wall,
         "n_train": n,
@@ -156,6 +181,17 @@ def run_experiment(
     save_network(
         out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
     )
+    for i, snap in enumerate(trainer.snapshots, start=1):
+        snap_net = Network.from_spec(net.spec(), cfg.dtype)
+        snap_net.set_state(snap)
+        save_network(
+            out / f"model-snapshot-{i}",
+            snap_net,
+            splits.mean,
+            splits.std,
+            splits.classes,
+            {"config": cfg.to_dict(), "snapshot": i},
+        )
     plot_curves(
         trainer.history,
         out / "curves.png",

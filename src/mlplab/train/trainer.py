@@ -103,7 +103,13 @@ class Trainer:
             and self.optimizer.wd == 0.0
         )
         self.history: list[dict[str, float]] = []
+        self.snapshots: list[dict[str, np.ndarray]] = []  # network state at each cycle's end
+        self.best: dict[str, np.ndarray] | None = None  # state of the best validation accuracy
+        self.best_score = -math.inf
+        self.best_step = -1
+        self.stale = 0  # history points since the last improvement
         self.step = 0
+        self.stopped_early = False
         self.perm = np.empty(0, dtype=np.int64)
         self.seconds = 0.0
 
@@ -115,9 +121,17 @@ class Trainer:
             "seconds": self.seconds,
             "rng_state": self.rng.bit_generator.state,
             "history": self.history,
+            "n_snapshots": len(self.snapshots),
+            "best_score": self.best_score if self.best is not None else None,
+            "best_step": self.best_step,
+            "stale": self.stale,
         }
         arrays = {f"net/{k}": v for k, v in self.net.state().items()}
         arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
+        for i, snap in enumerate(self.snapshots):
+            arrays.update({f"snap{i}/{k}": v for k, v in snap.items()})
+        if self.best is not None:
+            arrays.update({f"best/{k}": v for k, v in self.best.items()})
         arrays["perm"] = self.perm.copy()
         return meta, arrays
 
@@ -128,6 +142,15 @@ class Trainer:
             {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
         )
         self.perm = np.array(arrays["perm"], dtype=np.int64)
+        self.snapshots = [
+            {k[len(f"snap{i}/") :]: v for k, v in arrays.items() if k.startswith(f"snap{i}/")}
+            for i in range(int(meta.get("n_snapshots", 0)))
+        ]
+        best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
+        self.best = best or None
+        self.best_score = -math.inf if meta.get("best_score") is None else meta["best_score"]
+        self.best_step = int(meta.get("best_step", -1))
+        self.stale = int(meta.get("stale", 0))
         self.rng.bit_generator.state = meta["rng_state"]
         self.step = int(meta["step"])
         self.seconds = float(meta["seconds"])
@@ -178,6 +201,13 @@ class Trainer:
             va = self.net.evaluate(X_val, y_val, lam, eb)
             point.update(val_cost=va["cost"], val_loss=va["loss"], val_accuracy=va["accuracy"])
         self._check_finite(lr)
+        if "val_accuracy" in point:
+            if point["val_accuracy"] > self.best_score:
+                self.best_score, self.best_step, self.stale = point["val_accuracy"], self.step, 0
+                if self.cfg.keep_best:
+                    self.best = self.net.state()
+            else:
+                self.stale += 1
         self.history.append(point)
         if self.on_record:
             self.on_record(point)
@@ -246,6 +276,9 @@ class Trainer:
         )
         try:
             while self.step < stop:
+                if record and cfg.early_stop and self.stale >= cfg.early_stop:
+                    self.stopped_early = True  # checked first: a resumed run stops here too
+                    break
                 b = self.step % per_epoch
                 if b == 0:
                     self.perm = rng.permutation(n)
@@ -268,8 +301,11 @@ class Trainer:
                     )
                 self.step += 1
                 bar.update(1)
-                if cycle_len and self.step % cycle_len == 0 and self.on_cycle_end:
-                    self.on_cycle_end(self.step // cycle_len)
+                if cycle_len and self.step % cycle_len == 0:
+                    if cfg.snapshot_ensemble:
+                        self.snapshots.append(net.state())
+                    if self.on_cycle_end:
+                        self.on_cycle_end(self.step // cycle_len)
                 if record and (self.step % every == 0 or self.step == total):
                     pt = self._record(X, y, X_val, y_val, schedule(self.step), n)
                     if "val_accuracy" in pt:
@@ -280,6 +316,8 @@ class Trainer:
         finally:
             bar.close()
             self.seconds = time.perf_counter() - start
+        if self.best is not None and (self.step >= total or self.stopped_early):
+            self.net.set_state(self.best)  # keep_best: end with the best validated weights
         return self.history
 
     def summary(self, n_train: int) -> dict[str, Any]:
