@@ -392,6 +392,97 @@ def sensitivity(
     click.echo(f"wrote {out}/sensitivity.png, sensitivity.md, sensitivity.json")
 
 
+@cli.command("lr-range")
+@click.option(
+    "--recipe",
+    "-r",
+    default="assignment2/ex3",
+    show_default=True,
+    help="Recipe whose network, data split and batch size are used.",
+)
+@click.option(
+    "--min",
+    "lr_min",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Learning rate at the start.",
+)
+@click.option(
+    "--max", "lr_max", type=float, default=0.5, show_default=True, help="Learning rate at the end."
+)
+@click.option("--epochs", type=float, default=8.0, show_default=True, help="Length of the test.")
+@click.option(
+    "--mode",
+    type=click.Choice(["linear", "exp"]),
+    default="linear",
+    show_default=True,
+    help="Linear or geometric growth of the rate.",
+)
+@click.option(
+    "--points",
+    type=click.IntRange(5),
+    default=40,
+    show_default=True,
+    help="Number of recorded points.",
+)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/lr-range"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_friendly
+def lr_range(
+    recipe: str,
+    lr_min: float,
+    lr_max: float,
+    epochs: float,
+    mode: str,
+    points: int,
+    data: Path | None,
+    out: Path,
+    sets: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Learning-rate range test: suggests eta_min and eta_max for a cyclical schedule."""
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data import load_cifar10, make_splits
+    from mlplab.fileio import prepare_out_dir
+    from mlplab.train.lr_range import lr_range_test
+
+    cfg = load_recipe(recipe, parse_set_options(sets))
+    if not epochs > 0:
+        raise MlplabError(f"--epochs must be positive, got {epochs}")
+    prepare_out_dir(out, overwrite=True)
+    raw = load_cifar10(data, progress=not quiet)
+    rng = np.random.default_rng(cfg.seed)
+    splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+    res = lr_range_test(
+        cfg,
+        splits,
+        rng,
+        out,
+        lr_min=lr_min,
+        lr_max=lr_max,
+        epochs=epochs,
+        mode=mode,
+        points=points,
+        progress=not quiet,
+    )
+    click.echo(
+        f"suggested eta_min = {res['suggested_eta_min']:.3g}, "
+        f"eta_max = {res['suggested_eta_max']:.3g} ({res['updates']} updates, "
+        f"{res['seconds']:.1f} s)"
+    )
+    click.echo(f"wrote {out}/lr_range.png and lr_range.json")
+
+
 @cli.command("recipes")
 def list_recipes() -> None:
     """List the shipped recipes."""

@@ -153,8 +153,7 @@ class Config:
             raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
         if self.snapshot_ensemble and self.schedule != "cyclic":
             raise bad("snapshot_ensemble needs the cyclic schedule (one snapshot per cycle)")
-        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every",
-                  "early_stop"):
+        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every", "early_stop"):
             if getattr(self, k) < 0:
                 raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.record_per_cycle < 1 or self.eval_batch < 1:

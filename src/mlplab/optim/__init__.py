@@ -6,6 +6,7 @@ from mlplab.optim.schedules import (
     Cosine,
     Cyclic,
     LinearDecay,
+    Ramp,
     Schedule,
     StepDecay,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Cyclic",
     "LinearDecay",
     "Optimizer",
+    "Ramp",
     "Schedule",
     "StepDecay",
     "make_optimizer",

@@ -137,3 +137,29 @@ class Cyclic(Schedule):
         x = 1.0 + step / total - cycle
         scale = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
         return float(self.base_lr + (self.max_lr - self.base_lr) * scale)
+
+
+@dataclass(frozen=True)
+class Ramp(Schedule):
+    """Learning-rate range test (Smith 2017): from ``lr_min`` at step 0 to ``lr_max`` at
+    ``total_steps``, linearly (``mode="linear"``) or geometrically (``mode="exp"``)."""
+
+    lr_min: float
+    lr_max: float
+    total_steps: int
+    mode: str = "linear"
+
+    def __post_init__(self) -> None:
+        _positive("lr_min", self.lr_min)
+        _positive("lr_max", self.lr_max)
+        _positive("total_steps", self.total_steps)
+        if self.lr_min >= self.lr_max:
+            raise ConfigError(f"lr_min ({self.lr_min}) must be below lr_max ({self.lr_max})")
+        if self.mode not in ("linear", "exp"):
+            raise ConfigError(f"ramp mode must be 'linear' or 'exp', got {self.mode!r}")
+
+    def __call__(self, step: int) -> float:
+        f = min(step / self.total_steps, 1.0)
+        if self.mode == "linear":
+            return float(self.lr_min + (self.lr_max - self.lr_min) * f)
+        return float(self.lr_min * (self.lr_max / self.lr_min) ** f)

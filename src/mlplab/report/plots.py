@@ -75,3 +75,28 @@ def plot_sensitivity(
         ax.set_xlabel("update step")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def plot_lr_range(
+    history: Sequence[dict[str, float]],
+    eta_min: float,
+    eta_max: float,
+    path: str | os.PathLike,
+    title: str = "",
+) -> None:
+    """Validation accuracy and training loss against the learning rate, with the suggestion."""
+    lrs = [p["lr"] for p in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    axes[0].plot(lrs, [p["val_accuracy"] for p in history], marker=".", label="validation")
+    axes[0].plot(lrs, [p["train_accuracy"] for p in history], marker=".", label="training")
+    axes[0].set_ylabel("accuracy")
+    axes[1].plot(lrs, [p["train_loss"] for p in history], marker=".", color="tab:red")
+    axes[1].set_ylabel("training loss")
+    for ax in axes:
+        ax.axvline(eta_min, color="gray", ls="--", label=f"suggested η_min = {eta_min:.3g}")
+        ax.axvline(eta_max, color="black", ls="--", label=f"suggested η_max = {eta_max:.3g}")
+        ax.set_xlabel("learning rate")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"learning-rate range test {title}".strip())
+    save_figure(fig, path)

@@ -79,6 +79,7 @@ class Trainer:
         *,
         progress: bool = True,
         fused: bool = True,
+        schedule: Schedule | None = None,
         on_record: Callable[[dict[str, float]], None] | None = None,
         on_cycle_end: Callable[[int], None] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
@@ -90,6 +91,7 @@ class Trainer:
         self.on_record = on_record
         self.on_cycle_end = on_cycle_end
         self.on_step = on_step
+        self.schedule = schedule  # overrides the configuration's (learning-rate range test)
         self.optimizer: Optimizer = make_optimizer(
             cfg.optimizer,
             momentum=cfg.momentum,
@@ -252,7 +254,7 @@ class Trainer:
         self.check_data(X)
         n = X.shape[0]
         B = cfg.batch_size
-        schedule = make_schedule(cfg, n)
+        schedule = self.schedule or make_schedule(cfg, n)
         total = cfg.total_updates(n)
         stop = total if max_updates is None else min(total, self.step + max_updates)
         every = record_interval(cfg, n)
