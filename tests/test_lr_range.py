@@ -26,10 +26,9 @@ def test_ramp_linear_and_exponential():
 
 def test_suggestion_rule_on_a_hand_made_curve():
     lrs = np.linspace(0.0, 0.9, 10)
-    #            0     .1    .2    .3    .4    .5    .6    .7    .8    .9
-    acc = np.array([0.10, 0.10, 0.12, 0.25, 0.35, 0.40, 0.42, 0.30, 0.15, 0.10])
-    # smoothed: [.100, .107, .157, .240, .333, .390, .373, .290, .183, .117]
-    # peak at 0.5; threshold .100 + .1 * (.390 - .100) = .129 -> first at 0.2
+    acc = np.array([0.10, 0.10, 0.12, 0.25, 0.38, 0.40, 0.41, 0.42, 0.30, 0.10])
+    # smoothed: .100 .107 .157 .250 .343 .397 .410 .377 .273 .167 -> peak .410 at lr 0.6
+    # eta_min: first >= .100 + 0.1 * .310 = .131 -> 0.2; eta_max: first >= .3945 -> 0.5
     lo, hi = suggest_bounds(lrs, acc)
     assert (lo, hi) == (pytest.approx(0.2), pytest.approx(0.5))
 

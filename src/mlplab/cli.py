@@ -480,6 +480,10 @@ def lr_range(
         f"eta_max = {res['suggested_eta_max']:.3g} ({res['updates']} updates, "
         f"{res['seconds']:.1f} s)"
     )
+    if res["diverged_at_lr"] is not None:
+        click.echo(
+            f"training diverged at learning rate {res['diverged_at_lr']:.3g}; the test ended there"
+        )
     click.echo(f"wrote {out}/lr_range.png and lr_range.json")
 
 

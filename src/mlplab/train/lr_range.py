@@ -8,8 +8,8 @@ Suggestion rule (documented, deterministic): smooth the validation accuracy with
 a centred moving average of 3 points; let ``a0`` be its first value and ``a*``
 its maximum, reached at rate ``eta*``.
 
-- ``eta_max = eta*``: where the accuracy stops rising (it then flattens, gets
-  ragged or falls).
+- ``eta_max``: the first rate at which the smoothed accuracy reaches
+  ``a0 + 0.95 (a* - a0)``: where the gain levels off, before it gets ragged or falls.
 - ``eta_min``: the first rate at which the smoothed accuracy exceeds
   ``a0 + 0.1 (a* - a0)``, i.e. where it "starts to increase".
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from mlplab.config import Config
 from mlplab.data import Splits
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.fileio import atomic_write_json
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
@@ -39,9 +39,10 @@ def suggest_bounds(lrs: np.ndarray, acc: np.ndarray) -> tuple[float, float]:
     smooth = np.convolve(np.pad(acc, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     peak = int(np.argmax(smooth))
     a0, top = smooth[0], smooth[peak]
-    rising = np.flatnonzero(smooth[: peak + 1] >= a0 + 0.1 * (top - a0))
-    lo = int(rising[0]) if len(rising) else 0
-    return float(lrs[lo]), float(lrs[peak])
+    head = smooth[: peak + 1]
+    lo = int(np.flatnonzero(head >= a0 + 0.1 * (top - a0))[0])
+    hi = int(np.flatnonzero(head >= a0 + 0.95 * (top - a0))[0])
+    return float(lrs[lo]), float(lrs[hi])
 
 
 def lr_range_test(
@@ -78,7 +79,11 @@ def lr_range_test(
     schedule = Ramp(lr_min, lr_max, total, mode)
     net = build_network(run_cfg, splits.x_train.shape[1], len(splits.classes), rng)
     trainer = Trainer(net, run_cfg, rng, progress=progress, schedule=schedule)
-    trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    diverged_at = None
+    try:
+        trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    except TrainingDiverged:  # expected near the top of the range: the test ends there
+        diverged_at = schedule(trainer.step)
     hist = trainer.history
     lrs = np.array([p["lr"] for p in hist])
     acc = np.array([p["val_accuracy"] for p in hist])
@@ -91,11 +96,13 @@ def lr_range_test(
         "epochs": epochs,
         "mode": mode,
         "updates": trainer.step,
+        "diverged_at_lr": diverged_at,
         "seconds": trainer.seconds,
         "suggested_eta_min": eta_min,
         "suggested_eta_max": eta_max,
-        "rule": "eta_max: peak of the 3-point smoothed validation accuracy; eta_min: first "
-        "rate where it exceeds a0 + 0.1 (peak - a0)",
+        "rule": "3-point smoothed validation accuracy a, a0 its first value, a* its peak: "
+        "eta_min = first rate with a >= a0 + 0.1 (a* - a0), "
+        "eta_max = first rate with a >= a0 + 0.95 (a* - a0)",
         "history": hist,
     }
     plot_lr_range(hist, eta_min, eta_max, out / "lr_range.png", title=cfg.name)

@@ -276,6 +276,10 @@ class Trainer:
             desc=cfg.name or "train",
             leave=False,
         )
+        # Overflow inside a diverging step is reported by the finiteness checks below as one
+        # clear error; NumPy's own RuntimeWarnings would only add noise before it.
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        errstate.__enter__()
         try:
             while self.step < stop:
                 if record and cfg.early_stop and self.stale >= cfg.early_stop:
@@ -316,6 +320,7 @@ class Trainer:
                 if self.on_step:
                     self.on_step(self)
         finally:
+            errstate.__exit__(None, None, None)
             bar.close()
             self.seconds = time.perf_counter() - start
         if self.best is not None and (self.step >= total or self.stopped_early):
