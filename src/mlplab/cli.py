@@ -487,6 +487,52 @@ def lr_range(
     click.echo(f"wrote {out}/lr_range.png and lr_range.json")
 
 
+@cli.command()
+@click.option("--recipe", "-r", default="bonus/best", show_default=True, help="Recipe to ablate.")
+@click.option(
+    "--only",
+    default=None,
+    metavar="A,B",
+    help="Only these ingredients (batch-norm, dropout, flips, translations, noise, "
+    "label-smoothing, l2).",
+)
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/ablation"),
+    show_default=True,
+    help="Output directory.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+@click.option("--force", is_flag=True, help="Re-run trainings whose results already exist.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_friendly
+def ablation(
+    recipe: str,
+    only: str | None,
+    data: Path | None,
+    out: Path,
+    sets: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Train a recipe with each of its ingredients removed in turn; print the table."""
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data import load_cifar10
+    from mlplab.fileio import prepare_out_dir
+    from mlplab.train.ablation import ablation_table, run_ablation
+
+    cfg = load_recipe(recipe, parse_set_options(sets))
+    prepare_out_dir(out, overwrite=True)
+    raw = load_cifar10(data, progress=not quiet)
+    picked = [s.strip() for s in only.split(",")] if only else None
+    rows = run_ablation(cfg, out, raw, only=picked, force=force, progress=not quiet)
+    click.echo(ablation_table(rows))
+    click.echo(f"wrote {out}/ablation.md and ablation.json")
+
+
 @cli.command("recipes")
 def list_recipes() -> None:
     """List the shipped recipes."""
