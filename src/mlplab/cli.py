@@ -533,6 +533,56 @@ def ablation(
     click.echo(f"wrote {out}/ablation.md and ablation.json")
 
 
+@cli.command()
+@click.argument("part", type=click.Choice(["assignment2", "assignment3", "bonus", "all"]))
+@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("runs/reproduce"),
+    show_default=True,
+    help="Output directory (report: OUT/index.html, OUT/report.md).",
+)
+@click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Parallel worker processes of the hyper-parameter searches.",
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Same pipeline on a small subset with few updates (a smoke test, minutes).",
+)
+@click.option("--force", is_flag=True, help="Re-run experiments whose results already exist.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_friendly
+def reproduce(
+    part: str, data: Path | None, out: Path, workers: int, quick: bool, force: bool, quiet: bool
+) -> None:
+    """Run every experiment of a part of the course and write a report.
+
+    Experiments whose results already exist for the same configuration are reused, so an
+    interrupted reproduction continues where it stopped.
+    """
+    from mlplab.reproduce import reproduce as run
+
+    page = run(
+        part,
+        out,
+        data_dir=data,
+        workers=workers,
+        quick=quick,
+        force=force,
+        progress=not quiet,
+        echo=click.echo,
+    )
+    click.echo(f"wrote {page} and {page.parent / 'report.md'}")
+
+
 @cli.command("recipes")
 def list_recipes() -> None:
     """List the shipped recipes."""
@@ -540,6 +590,11 @@ def list_recipes() -> None:
 
     for name in recipe_names():
         click.echo(f"{name:<28} {load_recipe(name).description}")
+
+
+from mlplab.search.cli import search as _search  # noqa: E402
+
+cli.add_command(_search)
 
 
 def main() -> None:

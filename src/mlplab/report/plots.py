@@ -92,6 +92,7 @@ def plot_lr_range(
     axes[0].set_ylabel("accuracy")
     axes[1].plot(lrs, [p["train_loss"] for p in history], marker=".", color="tab:red")
     axes[1].set_ylabel("training loss")
+    axes[1].set_yscale("log")
     for ax in axes:
         ax.axvline(eta_min, color="gray", ls="--", label=f"suggested η_min = {eta_min:.3g}")
         ax.axvline(eta_max, color="black", ls="--", label=f"suggested η_max = {eta_max:.3g}")
