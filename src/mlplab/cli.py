@@ -54,6 +54,28 @@ DATA_HELP = (
 )
 
 
+# Options shared by several commands.
+data_option = click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+sets_option = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field."
+)
+force_option = click.option(
+    "--force", is_flag=True, help="Re-run experiments whose results already exist."
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+def out_option(default: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--out",
+        "-o",
+        type=click.Path(path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help="Output directory.",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlplab")
 def cli() -> None:
@@ -71,7 +93,7 @@ def cli() -> None:
     default=None,
     help="Shipped recipe name (see `mlplab recipes`) or path to a TOML file.",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@data_option
 @click.option(
     "--out",
     "-o",
@@ -107,7 +129,7 @@ def cli() -> None:
     help="Continue the interrupted run in DIR from its last checkpoint.",
 )
 @click.option("--overwrite", is_flag=True, help="Allow writing into a directory holding a run.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@quiet_option
 @_friendly
 def train(
     recipe: str | None,
@@ -161,7 +183,7 @@ def train(
 
 @cli.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@data_option
 @click.option(
     "--on",
     "part",
@@ -291,7 +313,6 @@ def gradcheck(
 ) -> None:
     """Compare analytic gradients of every parameter with numerical ones (float64)."""
     from mlplab.gradcheck import gradcheck as run_check
-    from mlplab.gradcheck_fast import gradcheck_vectorized
     from mlplab.nn.network import Network
 
     rng = np.random.default_rng(seed)
@@ -323,8 +344,7 @@ def gradcheck(
         drop_prob=drop_prob,
         dtype="float64",
     )
-    check = gradcheck_vectorized if method == "vectorized" else run_check
-    report = check(net, X, y, lam, h=step)
+    report = run_check(net, X, y, lam, h=step, method=method)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
@@ -350,18 +370,11 @@ def gradcheck(
     show_default=True,
     help="Comma-separated standard deviations of the weights.",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("runs/sensitivity"),
-    show_default=True,
-    help="Output directory.",
-)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
-@click.option("--force", is_flag=True, help="Re-run trainings whose results already exist.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@data_option
+@out_option("runs/sensitivity")
+@sets_option
+@force_option
+@quiet_option
 @_friendly
 def sensitivity(
     recipe: str,
@@ -426,17 +439,10 @@ def sensitivity(
     show_default=True,
     help="Number of recorded points.",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("runs/lr-range"),
-    show_default=True,
-    help="Output directory.",
-)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@data_option
+@out_option("runs/lr-range")
+@sets_option
+@quiet_option
 @_friendly
 def lr_range(
     recipe: str,
@@ -496,18 +502,11 @@ def lr_range(
     help="Only these ingredients (batch-norm, dropout, flips, translations, noise, "
     "label-smoothing, l2).",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=Path("runs/ablation"),
-    show_default=True,
-    help="Output directory.",
-)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
-@click.option("--force", is_flag=True, help="Re-run trainings whose results already exist.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@data_option
+@out_option("runs/ablation")
+@sets_option
+@force_option
+@quiet_option
 @_friendly
 def ablation(
     recipe: str,
@@ -535,7 +534,7 @@ def ablation(
 
 @cli.command()
 @click.argument("part", type=click.Choice(["assignment2", "assignment3", "bonus", "all"]))
-@click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+@data_option
 @click.option(
     "--out",
     "-o",
@@ -557,8 +556,8 @@ def ablation(
     is_flag=True,
     help="Same pipeline on a small subset with few updates (a smoke test, minutes).",
 )
-@click.option("--force", is_flag=True, help="Re-run experiments whose results already exist.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@force_option
+@quiet_option
 @_friendly
 def reproduce(
     part: str, data: Path | None, out: Path, workers: int, quick: bool, force: bool, quiet: bool

@@ -20,13 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlplab.gradcheck import (
-    GradcheckReport,
-    ParamError,
-    _frozen,
-    analytic_gradients,
-    relative_error,
-)
+from mlplab.gradcheck import _frozen
 from mlplab.nn.layers import BatchNorm, Dense, Dropout, Layer, ReLU
 from mlplab.nn.losses import log_softmax
 from mlplab.nn.network import Network
@@ -142,36 +136,3 @@ def numerical_gradients_vectorized(
                 g += 2 * lam * p.reshape(-1)
             out[full] = g.reshape(p.shape)
     return out
-
-
-def gradcheck_vectorized(
-    net: Network,
-    X: np.ndarray,
-    y: np.ndarray,
-    lam: float = 0.0,
-    *,
-    h: float = 1e-5,
-    eps: float = 1e-10,
-    upstream: np.ndarray | None = None,
-    label_smoothing: float = 0.0,
-) -> GradcheckReport:
-    """Like :func:`mlplab.gradcheck.gradcheck`, with the batched numerical gradients."""
-    if net.dtype != np.float64:
-        raise ValueError(f"run gradient checks in float64, the network is {net.dtype}")
-    num = numerical_gradients_vectorized(
-        net, X, y, lam, h=h, upstream=upstream, label_smoothing=label_smoothing
-    )
-    ana = analytic_gradients(net, X, y, lam, upstream=upstream, label_smoothing=label_smoothing)
-    rows = []
-    for name, p in net.params().items():
-        r = relative_error(ana[name], num[name], eps)
-        rows.append(
-            ParamError(
-                name,
-                tuple(p.shape),
-                float(r.max()),
-                float(r.mean()),
-                float(np.abs(ana[name] - num[name]).max()),
-            )
-        )
-    return GradcheckReport(rows, max(p.max_rel_error for p in rows))

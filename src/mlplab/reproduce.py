@@ -316,7 +316,7 @@ class Reproduction:
         ]
 
     def gradcheck_section(self) -> Section:
-        from mlplab.gradcheck_fast import gradcheck_vectorized
+        from mlplab.gradcheck import gradcheck
         from mlplab.nn.network import Network
 
         path = self.out / "a2-gradcheck" / "results.json"
@@ -341,8 +341,12 @@ class Reproduction:
                 dtype="float64",
             )
             t = time.perf_counter()
-            rep = gradcheck_vectorized(
-                net, x[:, :dims], self.raw.y_train[:n].astype(np.int64), 0.01
+            rep = gradcheck(
+                net,
+                x[:, :dims],
+                self.raw.y_train[:n].astype(np.int64),
+                0.01,
+                method="vectorized",
             )
             rows.append({"case": label, "seconds": time.perf_counter() - t, **rep.to_dict()})
         atomic_write_json(path, rows)
