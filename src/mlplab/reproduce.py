@@ -33,6 +33,8 @@ PARTS = ("assignment2", "assignment3", "bonus")
 # --quick: a small subset and few updates, same pipeline
 QUICK = {"split": "2000/500", "n_s_k": "0", "n_s": "25", "record_every": "10"}
 QUICK_TRIALS = 2
+# ingredients of bonus/best ablated by the report (each costs a full training)
+ABLATED = ("batch-norm", "dropout", "flips", "translations")
 
 SETTINGS = (
     "split",
@@ -545,7 +547,12 @@ class Reproduction:
 
             cfg = self.recipe("bonus/best")
             rows = run_ablation(
-                cfg, self.out / "bonus-ablation", self.raw, force=self.force, progress=self.progress
+                cfg,
+                self.out / "bonus-ablation",
+                self.raw,
+                only=ABLATED,
+                force=self.force,
+                progress=self.progress,
             )
             full = json.loads((self.out / "bonus-ablation" / "full" / "results.json").read_text())
             snaps = full.get("snapshot_test_accuracies", [])
