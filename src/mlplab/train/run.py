@@ -252,7 +252,8 @@ def cached_experiment(
 
     The configuration's content hash is stored in ``results.json``; a directory with
     results of another configuration is re-run (and overwritten), as is any with
-    ``force``.
+    ``force``. An interrupted run of the same configuration (``run.json`` without
+    ``results.json``) continues from its last checkpoint.
     """
     path = results_path(out_dir)
     h = config_hash(cfg)
@@ -264,7 +265,14 @@ def cached_experiment(
                 return old
         except (OSError, ValueError):
             pass
-    res = run_experiment(cfg, out_dir, raw=raw, progress=progress, overwrite=True)
+    resume = False
+    run_file = Path(out_dir) / "run.json"
+    if run_file.is_file() and not force:  # an interrupted run of the same configuration
+        try:
+            resume = json.loads(run_file.read_text()).get("config") == cfg.to_dict()
+        except (OSError, ValueError):
+            resume = False
+    res = run_experiment(cfg, out_dir, raw=raw, progress=progress, overwrite=True, resume=resume)
     res["config_hash"] = h
     atomic_write_json(path, res)
     return res
