@@ -28,7 +28,14 @@ def test_ablation_rows_and_files(tmp_path):
     )
     rows = run_ablation(cfg, tmp_path, synthetic_raw(), progress=False)
     removed = [r["removed"] for r in rows]
-    assert removed == ["nothing (full recipe)", "snapshot-ensemble", "dropout", "flips", "l2"]
+    assert removed == [
+        "nothing (full recipe)",
+        "snapshot-ensemble",
+        "dropout",
+        "flips",
+        "augmentation",
+        "l2",
+    ]
     full = json.loads((tmp_path / "full" / "results.json").read_text())
     assert rows[0]["test_accuracy"] == full["ensemble_test_accuracy"]
     assert rows[1]["test_accuracy"] == full["test_accuracy"]

@@ -500,7 +500,7 @@ def lr_range(
     default=None,
     metavar="A,B",
     help="Only these ingredients (batch-norm, dropout, flips, translations, noise, "
-    "label-smoothing, l2).",
+    "augmentation (all three), label-smoothing, l2).",
 )
 @data_option
 @out_option("runs/ablation")

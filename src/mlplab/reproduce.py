@@ -34,7 +34,7 @@ PARTS = ("assignment2", "assignment3", "bonus")
 QUICK = {"split": "2000/500", "n_s_k": "0", "n_s": "25", "record_every": "10"}
 QUICK_TRIALS = 2
 # ingredients of bonus/best ablated by the report (each costs a full training)
-ABLATED = ("batch-norm", "dropout", "flips", "translations")
+ABLATED = ("batch-norm", "dropout", "augmentation")
 
 SETTINGS = (
     "split",

@@ -24,6 +24,10 @@ INGREDIENTS: dict[str, tuple[Callable[[Config], bool], dict[str, str]]] = {
     "flips": (lambda c: c.flip, {"flip": "false"}),
     "translations": (lambda c: c.translate > 0, {"translate": "0"}),
     "noise": (lambda c: c.noise_std > 0, {"noise_std": "0"}),
+    "augmentation": (  # all of it at once: flips, translations and noise
+        lambda c: c.flip or c.translate > 0 or c.noise_std > 0,
+        {"flip": "false", "translate": "0", "noise_std": "0"},
+    ),
     "label-smoothing": (lambda c: c.label_smoothing > 0, {"label_smoothing": "0"}),
     "l2": (lambda c: c.lam > 0, {"lam": "0"}),
 }
