@@ -132,3 +132,11 @@ def test_page_in_headless_chromium(report, tmp_path):
         assert width <= 1366  # no horizontal scrolling on a laptop screen
     finally:
         driver.quit()
+
+
+def test_inline_markup_renders_in_html():
+    from mlplab.report.document import _inline
+
+    assert _inline("**46 %** of `x` in [r](a/b.json) <i>") == (
+        '<strong>46 %</strong> of <code>x</code> in <a href="a/b.json">r</a> &lt;i&gt;'
+    )

@@ -33,7 +33,7 @@ class Figure:
 
 @dataclass
 class Text:
-    text: str  # plain text; `code` spans and [label](link) are rendered in both outputs
+    text: str  # plain text; `code`, **bold** and [label](link) are rendered in both outputs
 
 
 @dataclass
@@ -82,11 +82,12 @@ def render_markdown(doc: Document) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape, then render `code` spans and [label](href) links."""
+    """Escape, then render `code` spans, **bold** and [label](href) links."""
     import re
 
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
     return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
 
 
@@ -98,7 +99,7 @@ padding-bottom:.2rem}h3{margin-top:1.6rem}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
 th,td{border:1px solid #ccd;padding:.3rem .6rem;text-align:left}th{background:#f1f3f7}
 tr:nth-child(even) td{background:#fafbfc}caption{caption-side:top;text-align:left;
-font-style:italic;padding-bottom:.2rem}
+font-style:italic;padding-bottom:.2rem;white-space:nowrap}
 figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9rem;color:#555}code{background:#f3f3f6;padding:0 .25rem;border-radius:3px}
 .banner{background:#fff4d6;border:1px solid #e8c770;padding:.6rem 1rem;border-radius:6px;
