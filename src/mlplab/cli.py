@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +12,10 @@ import click
 import numpy as np
 
 from mlplab import __version__
+from mlplab.clitools import friendly
 from mlplab.errors import MlplabError
 
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an :class:`MlplabError` into one line on stderr and exit status 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MlplabError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
+_friendly = friendly()
 
 
 def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
+from mlplab.clitools import friendly
 from mlplab.errors import ConfigError, MlplabError
 
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An :class:`MlplabError` becomes one line on stderr and exit status 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MlplabError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted (run the same command again to continue)", err=True)
-            sys.exit(130)
-
-    return wrapper
+_friendly = friendly("interrupted (run the same command again to continue)")
 
 
 def _sigterm(_signum: int, _frame: Any) -> None:
