@@ -94,12 +94,12 @@ class Network:
             layers.append(Dense(W, bias))
             if last:
                 break
-            norm = BatchNorm(b, alpha=bn_alpha, running_init=bn_running_init, dtype=dt)
-            if bn_here and bn_position == "before_relu":
-                layers.append(norm)
-            layers.append(ReLU())
-            if bn_here and bn_position == "after_relu":
-                layers.append(norm)
+            norm = (
+                [BatchNorm(b, alpha=bn_alpha, running_init=bn_running_init, dtype=dt)]
+                if bn_here
+                else []
+            )
+            layers += [*norm, ReLU()] if bn_position == "before_relu" else [ReLU(), *norm]
             if drop_prob > 0:
                 layers.append(Dropout(drop_prob))
         return cls(layers)
