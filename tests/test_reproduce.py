@@ -14,24 +14,25 @@ from click.testing import CliRunner
 from mlplab.cli import cli
 
 
+def _reproduce_quick(out: Path, data: Path) -> None:
+    args = [
+        "reproduce",
+        "assignment2",
+        "--quick",
+        "--quiet",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+    ]
+    r = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, real_data_dir) -> Path:
     out = tmp_path_factory.mktemp("reproduce") / "out"
-    r = CliRunner().invoke(
-        cli,
-        [
-            "reproduce",
-            "assignment2",
-            "--quick",
-            "--quiet",
-            "--data",
-            str(real_data_dir),
-            "--out",
-            str(out),
-        ],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
+    _reproduce_quick(out, real_data_dir)
     return out
 
 
@@ -67,21 +68,7 @@ def test_numbers_in_report_come_from_results(report):
 
 def test_rerun_skips_finished_experiments(report, real_data_dir):
     before = (report / "a2-ex4" / "results.json").stat().st_mtime_ns
-    r = CliRunner().invoke(
-        cli,
-        [
-            "reproduce",
-            "assignment2",
-            "--quick",
-            "--quiet",
-            "--data",
-            str(real_data_dir),
-            "--out",
-            str(report),
-        ],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
+    _reproduce_quick(report, real_data_dir)
     assert (report / "a2-ex4" / "results.json").stat().st_mtime_ns == before
 
 

@@ -114,8 +114,12 @@ class Reproduction:
             cfg, self.out / name, raw=self.raw, force=self.force, progress=self.progress
         )
 
-    def run_section(self, title: str, name: str, recipe: str, text: str) -> Section:
-        res = self.train(name, self.recipe(recipe))
+    def run_section(
+        self, title: str, name: str, recipe: str, text: str, extra: dict[str, str] | None = None
+    ) -> Section:
+        """Train ``recipe`` (with ``extra`` overrides) into ``out/name``: results, settings,
+        curves."""
+        res = self.train(name, self.recipe(recipe, extra))
         return Section(
             title,
             [
@@ -274,28 +278,14 @@ class Reproduction:
             study = json.loads((self.out / "a2-search" / "search.json").read_text())["study"]
             storage = f"sqlite:///{(self.out / 'a2-search' / 'study.db').resolve()}"
             best = best_overrides(study, storage)
-            res = self.train("a2-final", self.recipe("assignment2/final", best))
             chosen = ", ".join(f"{k} = {v}" for k, v in best.items())
             return [
-                Section(
+                self.run_section(
                     "The final model: best λ on 49,000 images",
-                    [
-                        Text(f"The best setting of the search ({chosen}) trained on split `49k`."),
-                        Table(
-                            ("test accuracy", "validation accuracy", "training time"),
-                            [
-                                (
-                                    f"**{pct(res['test_accuracy'])}**",
-                                    pct(res["val_accuracy"]),
-                                    f"{res['train_seconds']:.1f} s",
-                                )
-                            ],
-                        ),
-                        settings_table(res["config"], "settings of `assignment2/final`"),
-                        Figure("a2-final/curves.png", "final model: training curves"),
-                        Text("Numbers from [a2-final/results.json](a2-final/results.json)."),
-                    ],
-                    level=3,
+                    "a2-final",
+                    "assignment2/final",
+                    f"The best setting of the search ({chosen}) trained on split `49k`.",
+                    best,
                 )
             ]
 
