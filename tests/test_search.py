@@ -218,6 +218,19 @@ def test_space_file_and_options() -> None:
     assert SearchSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ConfigError, match="searched fields"):
         build_spec(data, fine_set={"lam": "0.1"})
+    # trainings per trial: top level for both stages, [fine] for the fine one, options win
+    assert (spec.repeats, spec.fine_repeats, spec.fine_differs) == (1, 1, True)
+    data = {**data, "repeats": 2, "fine": {"repeats": 4}}
+    spec = build_spec(data)
+    assert (spec.repeats, spec.fine_repeats, spec.fine_differs) == (2, 4, True)
+    assert (spec.stage_repeats("coarse"), spec.stage_repeats("fine")) == (2, 4)
+    assert SearchSpec.from_dict(spec.to_dict()) == spec
+    assert (build_spec(data, repeats=3).repeats, build_spec(data, repeats=3).fine_repeats) == (3, 3)
+    assert build_spec(data, fine_repeats=1).fine_repeats == 1
+    assert not build_spec({"params": data["params"], "repeats": 2}).fine_differs
+    for bad in ({"repeats": 0}, {"repeats": "3"}, {"fine": {"repeats": 1.5}}, {"repeats": True}):
+        with pytest.raises(ConfigError, match="repeats"):
+            build_spec({"params": data["params"], **bad})
 
 
 def test_import_of_the_cli_does_not_load_optuna() -> None:
@@ -356,7 +369,7 @@ def test_two_workers_on_sqlite(data_dir: Path, env: dict[str, str], tmp_path: Pa
     summary = json.loads((out / "search.json").read_text())
     assert summary["counts"]["coarse"]["complete"] == 4
     lines = (out / "search.csv").read_text().splitlines()
-    assert lines[0].startswith("rank,stage,trial,slot,lam,val_accuracy,seconds")
+    assert lines[0].startswith("rank,stage,trial,slot,lam,val_accuracy,runs,val_sd,seconds")
     accs = [float(r.split(",")[5]) for r in lines[1:]]
     assert len(accs) == 6 and accs == sorted(accs, reverse=True)
     assert "| rank | stage | trial | lam |" in (out / "search.md").read_text()
@@ -426,7 +439,10 @@ def test_best_overrides_and_train_from_study(
     url = f"sqlite:///{tmp_path}/runs/assignment2-search/study.db"
     trials = trials_of(url, "assignment2-search")
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = max(done, key=lambda t: (t.value, -t.number))
+    # the shipped space trains fine trials differently (3 cycles, 3 seeds): best among them
+    fine = [t for t in done if t.user_attrs["stage"] == "fine"]
+    assert [len(t.user_attrs["val_accuracies"]) for t in fine] == [3, 3]
+    best = max(fine, key=lambda t: (t.value, -t.number))
     assert best_overrides("assignment2-search", url) == {"lam": repr(best.params["lam"])}
 
     monkeypatch.chdir(tmp_path)
@@ -459,6 +475,124 @@ def test_best_overrides_and_train_from_study(
     results = json.loads((tmp_path / "final" / "results.json").read_text())
     assert results["config"]["lam"] == best.params["lam"]
     assert results["config"]["cycles"] == 3 and results["config"]["split"] == "300/100"
+
+
+def test_repeats_train_consecutive_seeds_and_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial of R trainings = R runs of `mlplab train` with seeds s..s+R-1, score their mean;
+    the R splits are kept for the next trial; a diverged run makes the trial score 0."""
+    from helpers import synthetic_raw
+
+    import mlplab.data
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data import make_splits
+    from mlplab.search.worker import TrialData, train_trial
+    from mlplab.train.run import train_on_splits
+
+    sets = {**parse_set_options(TINY[1::2]), "seed": "5"}
+    cfg = load_recipe("assignment2/search", sets)
+    raw = synthetic_raw(n_train=500, n_test=100, noise=200.0)
+    data = TrialData(None, raw)
+    attrs, value = train_trial(cfg, {"lam": "0.01"}, data, repeats=3)
+    expected = []
+    for seed in (5, 6, 7):
+        c = load_recipe("assignment2/search", {**sets, "seed": str(seed), "lam": "0.01"})
+        rng = np.random.default_rng(seed)
+        _net, _tr, m = train_on_splits(c, make_splits(raw, c.split, rng), rng, progress=False)
+        expected.append(m["val_accuracy"])
+    assert attrs["seeds"] == [5, 6, 7]
+    assert attrs["val_accuracies"] == expected
+    assert value == pytest.approx(np.mean(expected), abs=1e-12)
+    assert attrs["val_sd"] == pytest.approx(np.std(expected, ddof=1), abs=1e-12)
+    splits = [sp for sp, _ in data._cache.values()]
+    assert len(splits) == 3 and not np.array_equal(splits[0].y_val, splits[1].y_val)
+
+    def no_rebuild(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("splits rebuilt")
+
+    monkeypatch.setattr(mlplab.data, "make_splits", no_rebuild)
+    again, value2 = train_trial(cfg, {"lam": "0.01"}, data, repeats=3)
+    assert (again["val_accuracies"], value2) == (expected, value)
+    one, v1 = train_trial(cfg, {"lam": "0.01"}, data)  # one training: the recipe's own seed
+    assert v1 == expected[0] and "seeds" not in one and "val_sd" not in one
+
+    bad, v = train_trial(
+        cfg, {"schedule": "constant", "eta": "1e6", "epochs": "2", "lam": "0"}, data, repeats=2
+    )
+    assert v == 0.0 and bad["diverged"].startswith("seed 5: ")
+
+
+def test_best_trial_among_fine_trials_that_train_differently(tmp_path: Path) -> None:
+    from mlplab.search.study import best_trial
+
+    url = default_storage(tmp_path)
+    st = open_storage(url)
+    dist = {"lam": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)}
+
+    def study_with(name: str, space: dict[str, Any]) -> Any:
+        s = create_or_check_study(name, st, url, {"recipe": {}, "space": space})
+        for i, (stage, lam, v) in enumerate(
+            [("coarse", 1e-3, 0.60), ("fine", 2e-3, 0.55), ("fine", 3e-3, 0.57)]
+        ):
+            s.add_trial(
+                optuna.trial.create_trial(
+                    params={"lam": lam},
+                    distributions=dist,
+                    value=v,
+                    user_attrs={"stage": stage, "slot": i},
+                )
+            )
+        return s
+
+    same = {"fine_set": {}, "repeats": 1, "fine_repeats": 1}
+    assert best_trial(study_with("same", same)).params["lam"] == 1e-3
+    assert best_trial(study_with("old", {"fine_set": {}})).params["lam"] == 1e-3
+    cycles = {"fine_set": {"cycles": "3"}, "repeats": 1, "fine_repeats": 1}
+    assert best_trial(study_with("cycles", cycles)).params["lam"] == 3e-3
+    seeds = {"fine_set": {}, "repeats": 1, "fine_repeats": 3}
+    assert best_trial(study_with("seeds", seeds)).params["lam"] == 3e-3
+
+
+def test_search_with_repeats_and_restart(
+    data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    TS = optuna.trial.TrialState
+    out = tmp_path / "rep"
+    url = default_storage(out)
+    cmd = search_cmd(data_dir, *TINY, *SPACE, *"--trials 3 --fine-trials 2 --out".split(), str(out))
+    res = run([*cmd, "--fine-repeats", "2"], env)
+    assert res.returncode == 0, res.stderr
+    trials = trials_of(url, "assignment2-search")
+    check_exactly_once(trials, {"coarse": 3, "fine": 2})
+    for t in trials:
+        if t.user_attrs["stage"] == "coarse":
+            assert "seeds" not in t.user_attrs
+        else:
+            assert t.user_attrs["seeds"] == [0, 1]
+            assert t.value == pytest.approx(np.mean(t.user_attrs["val_accuracies"]), abs=1e-12)
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["best"]["stage"] == "fine" and summary["best"]["from"] == "fine stage"
+    assert summary["best"]["runs"] == 2 and summary["repeats"] == {"coarse": 1, "fine": 2}
+    md = (out / "search.md").read_text()
+    assert "| val. accuracy (%) | runs | sd (%) | seconds |" in md and "fine trials only" in md
+    assert "(mean of 2 runs)" in res.stdout
+
+    # other settings: refused, the study untouched; --restart changed replaces it
+    res = run([*cmd, "--fine-repeats", "3"], env)
+    assert res.returncode == 2 and "--restart changed" in res.stderr
+    assert [t.number for t in trials_of(url, "assignment2-search")] == [t.number for t in trials]
+    res = run([*cmd, "--fine-repeats", "3", "--restart", "changed"], env)
+    assert res.returncode == 0, res.stderr
+    assert "deleted it and its trials" in res.stdout
+    new = trials_of(url, "assignment2-search")
+    check_exactly_once(new, {"coarse": 3, "fine": 2})
+    fine = [t for t in new if t.user_attrs["stage"] == "fine" and t.state == TS.COMPLETE]
+    assert [len(t.user_attrs["seeds"]) for t in fine] == [3, 3]
+    res = run([*cmd, "--fine-repeats", "3", "--restart", "changed"], env)  # same: continues
+    assert res.returncode == 0 and "deleted" not in res.stdout
+    assert len(trials_of(url, "assignment2-search")) == len(new)
+    res = run([*cmd, "--fine-repeats", "3", "--restart", "always"], env)
+    assert res.returncode == 0 and "--restart always" in res.stdout
+    assert {t.number for t in trials_of(url, "assignment2-search")} == set(range(5))
 
 
 def test_study_settings_must_match(tmp_path: Path) -> None:

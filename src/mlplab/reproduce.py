@@ -162,6 +162,8 @@ class Reproduction:
             str(self.out / name),
             "--workers",
             str(self.workers),
+            "--restart",  # a study of other settings is outdated, like a changed training
+            "always" if self.force else "changed",
             "--quiet",
         ]
         if self.data_dir is not None:
@@ -176,6 +178,12 @@ class Reproduction:
         return json.loads((self.out / name / "search.json").read_text())
 
     def search_sections(self, name: str, recipe: str, summary: dict[str, Any]) -> list[Block]:
+        runs = summary.get("repeats", {})
+        fine_set = summary.get("fine_set") or {}
+        how = [f"{k} = {v}" for k, v in fine_set.items()]
+        if runs.get("fine", 1) > 1:
+            how.append(f"each the mean validation accuracy of {runs['fine']} seeds")
+        best = summary.get("best") or {}
         blocks: list[Block] = [
             Text(
                 f"Coarse-to-fine search with `{recipe}`: space {', '.join(summary['space'])}, "
@@ -186,15 +194,23 @@ class Reproduction:
                     else ""
                 )
                 + "."
+                + (f" Fine trials: {'; '.join(how)}." if how else "")
+                + (
+                    " The best setting is chosen among the fine trials, whose scores are not "
+                    "comparable with the coarse ones."
+                    if best.get("from") == "fine stage"
+                    else ""
+                )
             )
         ]
         for stage, rows in summary["top"].items():
             if not rows:
                 continue
             keys = list(rows[0]["params"])
+            multi = any(r.get("runs", 1) > 1 for r in rows)
             blocks.append(
                 Table(
-                    (*keys, "validation accuracy", "seconds"),
+                    (*keys, "validation accuracy", *(("runs", "sd") if multi else ()), "seconds"),
                     [
                         (
                             *(
@@ -204,6 +220,7 @@ class Reproduction:
                                 for k in keys
                             ),
                             pct(r["val_accuracy"]),
+                            *((str(r.get("runs", 1)), pct(r.get("val_sd"))) if multi else ()),
                             f"{r['seconds']:.0f}",
                         )
                         for r in rows

@@ -107,6 +107,19 @@ def remaining(study: Any, spec: Any) -> bool:
     metavar="KEY=VALUE",
     help="Recipe override for fine trials only, e.g. --fine-set cycles=3.",
 )
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=None,
+    help="Trainings per trial, seeds seed, seed+1, ...; the score is their mean validation "
+    "accuracy (default 1, or the space file's; sets both stages unless --fine-repeats).",
+)
+@click.option(
+    "--fine-repeats",
+    type=click.IntRange(1),
+    default=None,
+    help="Trainings per fine trial (default: --repeats, or the space file's [fine] repeats).",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
 @click.option("--seed", type=int, default=None, help="Seed of the parameter draws (default 0).")
 @click.option(
@@ -147,6 +160,14 @@ def remaining(study: Any, spec: Any) -> bool:
     show_default=True,
     help="A running trial without heartbeat for this long is failed and re-run.",
 )
+@click.option(
+    "--restart",
+    type=click.Choice(["never", "changed", "always"]),
+    default="never",
+    show_default=True,
+    help="Delete the stored study and start again: never (continue it; refuse other "
+    "settings), changed (only if it was started with other settings), always.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No per-trial lines.")
 @_friendly
 def search(
@@ -157,6 +178,8 @@ def search(
     fine_trials: int | None,
     fine_rule: str | None,
     fine_sets: tuple[str, ...],
+    repeats: int | None,
+    fine_repeats: int | None,
     sets: tuple[str, ...],
     seed: int | None,
     workers: int,
@@ -166,6 +189,7 @@ def search(
     data: Path | None,
     heartbeat: int,
     grace: int,
+    restart: str,
     quiet: bool,
 ) -> None:
     """Two-stage random search (coarse, then fine) of recipe fields, by validation accuracy.
@@ -180,9 +204,11 @@ def search(
     from mlplab.search.report import write_report
     from mlplab.search.space import build_spec, read_space_file, space_file_for
     from mlplab.search.study import (
+        StudySettingsChanged,
         create_or_check_study,
         default_storage,
         default_study_name,
+        delete_study,
         locked,
         open_storage,
         redact,
@@ -206,6 +232,8 @@ def search(
         fine_rule=fine_rule,
         fine_set=parse_set_options(fine_sets) if fine_sets else None,
         seed=seed,
+        repeats=repeats,
+        fine_repeats=fine_repeats,
         label=str(source or "default search space"),
     )
     check_search_config(cfg, spec)
@@ -214,12 +242,25 @@ def search(
     url = storage or default_storage(out)
     prepare_out_dir(out, overwrite=True)
     st = open_storage(url, heartbeat=heartbeat, grace=grace)
+    settings = search_settings(cfg, spec)
     with storage_errors(url), locked(url, name):
-        the_study = create_or_check_study(name, st, url, search_settings(cfg, spec))
+        if restart == "always" and delete_study(name, st):
+            click.echo(f"deleted study {name} and its trials (--restart always)")
+        try:
+            the_study = create_or_check_study(name, st, url, settings)
+        except StudySettingsChanged as e:
+            if restart != "changed":
+                raise
+            delete_study(name, st)
+            click.echo(f"{str(e).split(';')[0]}: deleted it and its trials (--restart changed)")
+            the_study = create_or_check_study(name, st, url, settings)
+    runs = {s: spec.stage_repeats(s) for s in ("coarse", "fine")}
     click.echo(
         f"study {name} on {redact(url)}: {', '.join(p.to_text() for p in spec.params)}; "
-        f"{spec.trials} coarse + {spec.fine_trials} fine trials, fine rule "
-        f"{spec.fine_rule.to_text()}, {workers} worker(s)"
+        f"{spec.trials} coarse + {spec.fine_trials} fine trials"
+        + (f" ({runs['coarse']} + {runs['fine']} trainings each)" if max(runs.values()) > 1 else "")
+        + (f", fine stage with {_sets(spec.fine_set)}" if spec.fine_set else "")
+        + f", fine rule {spec.fine_rule.to_text()}, {workers} worker(s)"
     )
     plan = Plan(
         recipe=recipe,
@@ -259,6 +300,15 @@ def search(
         click.echo(f"train with the best: mlplab train --recipe {final} --from-study {name}{hint}")
 
 
+def _pct_sd(r: dict[str, Any]) -> str:
+    sd = r.get("val_sd")
+    return f"{100 * r['val_accuracy']:.2f} %" + ("" if sd is None else f" ± {100 * sd:.2f}")
+
+
+def _sets(d: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     for stage in ("coarse", "fine"):
         c = summary["counts"][stage]
@@ -269,7 +319,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                 for k, v in r["params"].items()
             )
-            + (": diverged" if r["diverged"] else f": {100 * r['val_accuracy']:.2f} %")
+            + (": diverged" if r["diverged"] else f": {_pct_sd(r)}")
             for r in summary["top"][stage]
         )
         click.echo(f"{stage}: {c['complete']}/{c['budget']} complete; top 3: {tops or '-'}")
@@ -280,7 +330,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     b = summary["best"]
     if b is not None:
         shown = ", ".join(f"{k}={v}" for k, v in b["params"].items())
+        runs = f" (mean of {b['runs']} runs)" if b.get("runs", 1) > 1 else ""
+        among = " (among the fine trials)" if b.get("from") == "fine stage" else ""
         click.echo(
-            f"best: trial {b['trial']} ({b['stage']}) {shown}: validation accuracy "
-            f"{100 * b['val_accuracy']:.2f} %"
+            f"best{among}: trial {b['trial']} ({b['stage']}) {shown}: validation accuracy "
+            f"{100 * b['val_accuracy']:.2f} %{runs}"
         )

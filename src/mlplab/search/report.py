@@ -11,7 +11,7 @@ from typing import Any
 
 from mlplab.fileio import atomic_write_bytes, atomic_write_json
 from mlplab.search.space import STAGES, Param, SearchSpec
-from mlplab.search.study import ATTR_FINE, SLOT, STAGE
+from mlplab.search.study import ATTR_FINE, SLOT, STAGE, best_trial, fine_differs
 
 COLORS = {"coarse": "tab:blue", "fine": "tab:orange"}
 
@@ -27,6 +27,8 @@ class Row:
     val_accuracy: float
     seconds: float
     diverged: bool
+    runs: int = 1
+    val_sd: float | None = None
 
 
 def collect_rows(trials: list[Any]) -> list[Row]:
@@ -42,6 +44,8 @@ def collect_rows(trials: list[Any]) -> list[Row]:
             val_accuracy=float(t.value),
             seconds=float(t.user_attrs.get("seconds", math.nan)),
             diverged=bool(t.user_attrs.get("diverged")),
+            runs=len(t.user_attrs.get("seeds", [0])),
+            val_sd=t.user_attrs.get("val_sd"),
         )
         for t in trials
         if t.state == TrialState.COMPLETE and STAGE in t.user_attrs and t.value is not None
@@ -54,14 +58,27 @@ def _acc(r: Row) -> str:
     return "diverged" if r.diverged else f"{100 * r.val_accuracy:.2f}"
 
 
+def _sd(r: Row) -> str:
+    return "" if r.val_sd is None else f"{100 * r.val_sd:.2f}"
+
+
 def markdown_table(rows: list[Row], params: tuple[Param, ...]) -> str:
-    """``| rank | stage | trial | <params> | validation accuracy (%) | seconds |``."""
-    head = ["rank", "stage", "trial", *(p.name for p in params), "val. accuracy (%)", "seconds"]
+    """``| rank | stage | trial | <params> | validation accuracy (%) | seconds |``.
+
+    With trials of several trainings, the accuracy is their mean and two columns
+    follow it: ``runs`` and the standard deviation ``sd`` over the runs.
+    """
+    multi = any(r.runs > 1 for r in rows)
+    head = ["rank", "stage", "trial", *(p.name for p in params), "val. accuracy (%)"]
+    head += ["runs", "sd (%)"] if multi else []
+    head.append("seconds")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
     for i, r in enumerate(rows, 1):
         cells = [str(i), r.stage, str(r.number)]
         cells += [p.format(r.params[p.name]) if p.name in r.params else "" for p in params]
-        cells += [_acc(r), f"{r.seconds:.1f}"]
+        cells.append(_acc(r))
+        cells += [str(r.runs), _sd(r)] if multi else []
+        cells.append(f"{r.seconds:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -78,6 +95,8 @@ def csv_text(rows: list[Row], params: tuple[Param, ...]) -> str:
             "slot",
             *(p.name for p in params),
             "val_accuracy",
+            "runs",
+            "val_sd",
             "seconds",
             "diverged",
         ]
@@ -91,6 +110,8 @@ def csv_text(rows: list[Row], params: tuple[Param, ...]) -> str:
                 r.slot,
                 *(r.params.get(p.name, "") for p in params),
                 repr(r.val_accuracy),
+                r.runs,
+                "" if r.val_sd is None else repr(r.val_sd),
                 f"{r.seconds:.3f}",
                 int(r.diverged),
             ]
@@ -104,11 +125,13 @@ def plot_search(
     path: str | Path,
     *,
     fine: tuple[Param, ...] | None = None,
+    best: Row | None = None,
     title: str = "",
 ) -> None:
     """Validation accuracy against each searched parameter (log axis for log parameters).
 
-    Coarse and fine trials in different colours, the fine interval shaded, the best starred.
+    Coarse and fine trials in different colours, ± one standard deviation over the
+    runs of trials with several trainings, the fine interval shaded, ``best`` starred.
     ``lam`` comes first when it is searched.
     """
     import matplotlib.pyplot as plt
@@ -118,18 +141,29 @@ def plot_search(
     order = sorted(params, key=lambda p: p.name != "lam")
     fig, axes = plt.subplots(1, len(order), figsize=(6.4 * len(order), 4.4), squeeze=False)
     ok = [r for r in rows if not r.diverged]
-    best = ok[0] if ok else None
     for ax, p in zip(axes[0], order, strict=True):
         for stage in STAGES:
             pts = [r for r in ok if r.stage == stage and p.name in r.params]
             if pts:
+                runs = sorted({r.runs for r in pts})
+                each = f", {runs[0]} runs each" if runs == [runs[0]] and runs[0] > 1 else ""
                 ax.scatter(
                     [r.params[p.name] for r in pts],
                     [100 * r.val_accuracy for r in pts],
                     color=COLORS[stage],
-                    label=f"{stage} ({len(pts)})",
+                    label=f"{stage} ({len(pts)}{each})",
                     alpha=0.85,
                     edgecolors="none",
+                )
+            sd = [r for r in pts if r.val_sd is not None]
+            if sd:
+                ax.errorbar(
+                    [r.params[p.name] for r in sd],
+                    [100 * r.val_accuracy for r in sd],
+                    yerr=[100 * float(r.val_sd) for r in sd],  # type: ignore[arg-type]
+                    fmt="none",
+                    ecolor=COLORS[stage],
+                    alpha=0.4,
                 )
         if fine:
             fp = next((f for f in fine if f.name == p.name), None)
@@ -191,7 +225,9 @@ def write_report(study: Any, spec: SearchSpec, out: str | Path) -> dict[str, Any
     }
     for s in STAGES:
         counts[s]["budget"] = spec.stage_trials(s)
-    best = next((r for r in rows if not r.diverged), None)
+    chosen = best_trial(study)
+    best = next((r for r in rows if chosen is not None and r.number == chosen.number), None)
+    only_fine = best is not None and best.stage == "fine" and fine_differs(study)
     summary: dict[str, Any] = {
         "study": study.study_name,
         "space": [p.to_text() for p in params],
@@ -205,7 +241,12 @@ def write_report(study: Any, spec: SearchSpec, out: str | Path) -> dict[str, Any
             "stage": best.stage,
             "params": best.params,
             "val_accuracy": best.val_accuracy,
+            "val_sd": best.val_sd,
+            "runs": best.runs,
+            "from": "fine stage" if only_fine else "all stages",
         },
+        "repeats": {s: spec.stage_repeats(s) for s in STAGES},
+        "fine_set": dict(spec.fine_set),
         "top": {s: [_row_dict(r) for r in rows if r.stage == s][:3] for s in STAGES},
     }
     md = [f"# Search `{study.study_name}`", ""]
@@ -223,6 +264,13 @@ def write_report(study: Any, spec: SearchSpec, out: str | Path) -> dict[str, Any
             f"; best: trial {best.number} ({best.stage}), "
             f"{', '.join(f'{k}={v}' for k, v in best.params.items())}, "
             f"validation accuracy {100 * best.val_accuracy:.2f} %"
+            + (f" (mean of {best.runs} runs)" if best.runs > 1 else "")
+            + (
+                " (chosen among the fine trials only: they train differently "
+                f"({_how(spec)}), so their scores are not comparable with the coarse ones)"
+                if only_fine
+                else ""
+            )
             if best
             else ""
         )
@@ -236,10 +284,19 @@ def write_report(study: Any, spec: SearchSpec, out: str | Path) -> dict[str, Any
         params,
         out / "search.png",
         fine=fine,
+        best=best,
         title=f"{study.study_name}: validation accuracy",
     )
     atomic_write_json(out / "search.json", summary)
     return summary
+
+
+def _how(spec: SearchSpec) -> str:
+    """How fine trials differ from coarse ones, e.g. ``cycles=3, 3 runs per trial``."""
+    parts = [f"{k}={v}" for k, v in spec.fine_set.items()]
+    if spec.fine_repeats != spec.repeats:
+        parts.append(f"{spec.fine_repeats} run(s) per trial instead of {spec.repeats}")
+    return ", ".join(parts)
 
 
 def _row_dict(r: Row) -> dict[str, Any]:
@@ -248,6 +305,8 @@ def _row_dict(r: Row) -> dict[str, Any]:
         "slot": r.slot,
         "params": r.params,
         "val_accuracy": r.val_accuracy,
+        "runs": r.runs,
+        "val_sd": r.val_sd,
         "seconds": r.seconds,
         "diverged": r.diverged,
     }

@@ -267,6 +267,8 @@ class SearchSpec:
     fine_rule: FineRule = field(default_factory=FineRule)
     fine_set: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    repeats: int = 1
+    fine_repeats: int = 1
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -278,6 +280,9 @@ class SearchSpec:
             raise ConfigError(f"trials per stage must be >= 1, got {self.trials}")
         if self.fine_trials < 0:
             raise ConfigError(f"fine trials must be >= 0, got {self.fine_trials}")
+        for what, n in (("repeats", self.repeats), ("fine repeats", self.fine_repeats)):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"{what} (trainings per trial) must be an integer >= 1: {n!r}")
         clash = sorted(set(self.fine_set) & set(names))
         if clash:
             raise ConfigError(f"fine-stage overrides set searched fields: {', '.join(clash)}")
@@ -287,6 +292,15 @@ class SearchSpec:
 
     def stage_trials(self, stage: str) -> int:
         return self.trials if stage == "coarse" else self.fine_trials
+
+    def stage_repeats(self, stage: str) -> int:
+        """Trainings per trial (seeds ``seed``, ``seed + 1``, ...) in ``stage``."""
+        return self.repeats if stage == "coarse" else self.fine_repeats
+
+    @property
+    def fine_differs(self) -> bool:
+        """Whether fine trials train differently from coarse ones (scores not comparable)."""
+        return bool(self.fine_set) or self.fine_repeats != self.repeats
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -299,6 +313,8 @@ class SearchSpec:
             "fine": self.fine_rule.to_dict(),
             "fine_set": dict(self.fine_set),
             "seed": self.seed,
+            "repeats": self.repeats,
+            "fine_repeats": self.fine_repeats,
         }
 
     @staticmethod
@@ -312,11 +328,13 @@ class SearchSpec:
             fine_rule=_rule_from(d.get("fine", {})),
             fine_set={str(k): str(v) for k, v in d.get("fine_set", {}).items()},
             seed=int(d.get("seed", 0)),
+            repeats=int(d.get("repeats", 1)),
+            fine_repeats=int(d.get("fine_repeats", d.get("repeats", 1))),
         )
 
 
 def _rule_from(d: dict[str, Any]) -> FineRule:
-    unknown = set(d) - {"rule", "k", "pad", "fraction", "trials", "set"}
+    unknown = set(d) - {"rule", "k", "pad", "fraction", "trials", "set", "repeats"}
     if unknown:
         raise ConfigError(f"unknown key(s) in [fine]: {', '.join(sorted(unknown))}")
     try:
@@ -382,7 +400,7 @@ def read_space_file(source: Path | Any | None) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"search space file {source} is not valid TOML: {e}") from None
-    unknown = set(data) - {"description", "final", "trials", "seed", "params", "fine"}
+    unknown = set(data) - {"description", "final", "trials", "seed", "repeats", "params", "fine"}
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     return data
@@ -397,12 +415,15 @@ def build_spec(
     fine_rule: str | None = None,
     fine_set: dict[str, str] | None = None,
     seed: int | None = None,
+    repeats: int | None = None,
+    fine_repeats: int | None = None,
     label: str = "search space",
 ) -> SearchSpec:
     """A :class:`SearchSpec` from space-file data and command-line overrides.
 
     ``params`` (``NAME=SCALE:LOW:HIGH`` texts), when given, replace the file's
-    parameters entirely. ``trials`` sets both stages unless ``fine_trials`` is given.
+    parameters entirely. ``trials`` sets both stages unless ``fine_trials`` is given;
+    ``repeats`` likewise sets both stages unless ``fine_repeats`` is given.
     """
     if params:
         plist = tuple(Param.parse(t) for t in params)
@@ -433,6 +454,15 @@ def build_spec(
     fset = {str(k): _text(v) for k, v in fine.get("set", {}).items()}
     if fine_set is not None:
         fset.update(fine_set)
+    r = repeats if repeats is not None else data.get("repeats", 1)
+    rf = (
+        fine_repeats
+        if fine_repeats is not None
+        else (repeats if repeats is not None else fine.get("repeats", r))
+    )
+    for what, v in (("repeats", r), ("[fine] repeats", rf)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{label}: {what} must be an integer, not {v!r}")
     return SearchSpec(
         params=plist,
         trials=n,
@@ -440,6 +470,8 @@ def build_spec(
         fine_rule=rule,
         fine_set=fset,
         seed=int(seed if seed is not None else data.get("seed", 0)),
+        repeats=r,
+        fine_repeats=rf,
     )
 
 

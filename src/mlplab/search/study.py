@@ -387,6 +387,20 @@ def load_study(name: str, storage: Any, url: str) -> Any:
         raise MlplabError(f"no study {name!r} in {redact(url)} (studies there: {have})") from None
 
 
+class StudySettingsChanged(MlplabError):
+    """The stored study was started with other settings."""
+
+
+def delete_study(name: str, storage: Any) -> bool:
+    """Delete study ``name`` and all its trials (call under the lock); whether it existed."""
+    optuna = import_optuna()
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        return False
+    return True
+
+
 def create_or_check_study(name: str, storage: Any, url: str, settings: dict[str, Any]) -> Any:
     """Create study ``name`` (maximising) or load it and check it has the same ``settings``.
 
@@ -408,11 +422,16 @@ def create_or_check_study(name: str, storage: Any, url: str, settings: dict[str,
     if stored is None:
         study.set_user_attr(ATTR_SETTINGS, settings)
         return study
+    space = stored.get("space")
+    if isinstance(space, dict):  # studies from before repeats existed trained once per trial
+        space.setdefault("repeats", 1)
+        space.setdefault("fine_repeats", space["repeats"])
     diffs = settings_diff(stored, settings)
     if diffs:
-        raise MlplabError(
+        raise StudySettingsChanged(
             f"study {name!r} in {redact(url)} was started with other settings "
-            f"({'; '.join(diffs[:4])}); use the same recipe and options, or another --study"
+            f"({'; '.join(diffs[:4])}); use the same recipe and options, another --study, "
+            "or --restart changed to replace it"
         )
     return study
 
@@ -429,8 +448,25 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
+def fine_differs(study: Any) -> bool:
+    """Whether the study's fine trials train differently from its coarse ones.
+
+    True when its settings give the fine stage recipe overrides (``[fine] set``) or
+    another number of trainings per trial: then fine and coarse scores are not
+    comparable (more cycles score higher; a mean over seeds is not a single lucky run).
+    """
+    space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
+    repeats = space.get("repeats", 1)
+    return bool(space.get("fine_set")) or space.get("fine_repeats", repeats) != repeats
+
+
 def best_trial(study: Any) -> Any:
-    """The COMPLETE, non-diverged trial of highest validation accuracy (earliest on ties)."""
+    """The COMPLETE, non-diverged trial of highest score (validation accuracy; the
+    earliest on ties).
+
+    Candidates are all such trials, or only the fine ones when the fine stage trains
+    differently (:func:`fine_differs`) and has at least one.
+    """
     from optuna.trial import TrialState
 
     done = [
@@ -438,6 +474,9 @@ def best_trial(study: Any) -> Any:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and not t.user_attrs.get("diverged")
     ]
+    fine = [t for t in done if t.user_attrs.get(STAGE) == "fine"]
+    if fine and fine_differs(study):
+        done = fine
     if not done:
         return None
     return max(done, key=lambda t: (t.value, -t.number))

@@ -109,13 +109,15 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 
 class TrialData:
-    """The data set, loaded once per worker, and the split of the recipe, built once."""
+    """The data set, loaded once per worker, and the splits of the recipe, built once.
 
-    def __init__(self, data_dir: str | None, raw: Any = None) -> None:
-        self.data_dir, self.raw = data_dir, raw
-        self._key: tuple[Any, ...] | None = None
-        self._splits: Any = None
-        self._state: dict[str, Any] | None = None
+    Keeps the splits of the last ``keep`` seeds (a trial that trains ``R`` seeds sets
+    ``keep = R``, so consecutive trials reuse them instead of re-standardising).
+    """
+
+    def __init__(self, data_dir: str | None, raw: Any = None, keep: int = 1) -> None:
+        self.data_dir, self.raw, self.keep = data_dir, raw, keep
+        self._cache: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
 
     def splits_for(self, cfg: Config) -> tuple[Any, np.random.Generator]:
         """The splits of ``cfg`` and a generator in the state they left (seeded by cfg.seed)."""
@@ -124,16 +126,20 @@ class TrialData:
         if self.raw is None:
             self.raw = load_cifar10(self.data_dir, progress=False)
         key = (cfg.split, cfg.n_train, cfg.dtype, cfg.seed)
-        if key != self._key:
-            self._splits = None  # at most one split in memory
+        if key in self._cache:
+            self._cache[key] = self._cache.pop(key)  # most recently used last
+        else:
+            while len(self._cache) >= max(1, self.keep):
+                del self._cache[next(iter(self._cache))]  # least recently used first
             rng = np.random.default_rng(cfg.seed)
-            self._splits = make_splits(
+            splits = make_splits(
                 self.raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype
             )
-            self._state, self._key = rng.bit_generator.state, key
+            self._cache[key] = (splits, rng.bit_generator.state)
+        splits, state = self._cache[key]
         rng = np.random.default_rng(0)
-        rng.bit_generator.state = self._state
-        return self._splits, rng
+        rng.bit_generator.state = state
+        return splits, rng
 
 
 # ----------------------------------------------------------------------------- claims
@@ -329,7 +335,7 @@ def run_claim(
     trial = claim.trial
     with Heartbeat(storage, claim.trial_id, parent):
         try:
-            attrs, value = _train(cfg, over, data)
+            attrs, value = train_trial(cfg, over, data, spec.stage_repeats(claim.stage))
         except BaseException as e:
             with contextlib.suppress(Exception):
                 trial.set_user_attr("failed_because", f"{type(e).__name__}: {e}"[:500])
@@ -355,27 +361,48 @@ def run_claim(
     return {**attrs, "value": value}
 
 
-def _train(cfg: Config, over: dict[str, str], data: TrialData) -> tuple[dict[str, Any], float]:
-    """Train one configuration; its attributes (accuracies, seconds) and validation accuracy.
+def train_trial(
+    cfg: Config, over: dict[str, str], data: TrialData, repeats: int = 1
+) -> tuple[dict[str, Any], float]:
+    """Train one configuration ``repeats`` times; its attributes and its score.
 
-    A diverged training scores 0 (with attribute ``diverged``): it is a result, not a
-    failure, so the slot is not re-tried forever.
+    Training ``r`` uses seed ``cfg.seed + r`` (its own split, initialisation and batch
+    order), so training 0 is exactly what ``mlplab train`` does with the recipe. The
+    score is the mean validation accuracy. A diverged training makes the trial score 0
+    (with attribute ``diverged``): a result, not a failure, so the slot is not re-tried
+    forever.
     """
     from mlplab.train.run import train_on_splits
 
-    trial_cfg = apply_overrides(cfg, over)
-    splits, rng = data.splits_for(trial_cfg)
     wall = time.perf_counter()
+    data.keep = max(data.keep, repeats)
+    base = apply_overrides(cfg, over)
     attrs: dict[str, Any] = {}
-    try:
-        _net, trainer, metrics = train_on_splits(trial_cfg, splits, rng, progress=False)
-        value = float(metrics["val_accuracy"])
-        attrs["train_accuracy"] = metrics["train_accuracy"]
-        attrs["test_accuracy"] = metrics["test_accuracy"]
-        attrs["seconds"] = trainer.seconds
-    except TrainingDiverged as e:
-        value, attrs["diverged"] = 0.0, str(e)
-        attrs["seconds"] = time.perf_counter() - wall
+    vals, tests, trains, seconds = [], [], [], 0.0
+    for r in range(repeats):
+        run_cfg = apply_overrides(base, {"seed": str(base.seed + r)}) if r else base
+        splits, rng = data.splits_for(run_cfg)
+        t0 = time.perf_counter()
+        try:
+            _net, trainer, metrics = train_on_splits(run_cfg, splits, rng, progress=False)
+        except TrainingDiverged as e:
+            attrs["diverged"] = f"seed {run_cfg.seed}: {e}"
+            seconds += time.perf_counter() - t0
+            break
+        seconds += trainer.seconds
+        vals.append(float(metrics["val_accuracy"]))
+        trains.append(float(metrics["train_accuracy"]))
+        tests.append(float(metrics["test_accuracy"]))
+    value = 0.0 if "diverged" in attrs else float(np.mean(vals))
+    if vals:
+        attrs["train_accuracy"] = float(np.mean(trains))
+        attrs["test_accuracy"] = float(np.mean(tests))
+    if repeats > 1:
+        attrs["seeds"] = [base.seed + r for r in range(repeats)]
+        attrs["val_accuracies"] = vals
+        if len(vals) == repeats:
+            attrs["val_sd"] = float(np.std(vals, ddof=1))
+    attrs["seconds"] = seconds
     attrs["wall_seconds"] = time.perf_counter() - wall
     return attrs, value
 
@@ -399,7 +426,7 @@ def run_worker(
     storage = open_storage(plan.storage, heartbeat=plan.heartbeat, grace=plan.grace)
     study = load_study(plan.study, storage, plan.storage)
     lock = StudyLock(plan.storage, plan.study)
-    data = TrialData(plan.data_dir, raw)
+    data = TrialData(plan.data_dir, raw, keep=max(spec.repeats, spec.fine_repeats))
     try:
         with storage_errors(plan.storage):
             ran = _loop(study, storage, lock, spec, cfg, data, say, tag, parent, plan.poll)
