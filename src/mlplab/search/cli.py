@@ -252,7 +252,10 @@ def search(
             if restart != "changed":
                 raise
             delete_study(name, st)
-            click.echo(f"{str(e).split(';')[0]}: deleted it and its trials (--restart changed)")
+            click.echo(
+                f"study {name} was started with other settings ({'; '.join(e.diffs[:4])}): "
+                "deleted it and its trials (--restart changed)"
+            )
             the_study = create_or_check_study(name, st, url, settings)
     runs = {s: spec.stage_repeats(s) for s in ("coarse", "fine")}
     click.echo(

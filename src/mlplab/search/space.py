@@ -300,7 +300,7 @@ class SearchSpec:
     @property
     def fine_differs(self) -> bool:
         """Whether fine trials train differently from coarse ones (scores not comparable)."""
-        return bool(self.fine_set) or self.fine_repeats != self.repeats
+        return fine_trains_differently(self.fine_set, self.repeats, self.fine_repeats)
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -331,6 +331,12 @@ class SearchSpec:
             repeats=int(d.get("repeats", 1)),
             fine_repeats=int(d.get("fine_repeats", d.get("repeats", 1))),
         )
+
+
+def fine_trains_differently(fine_set: dict[str, Any], repeats: int, fine_repeats: int) -> bool:
+    """Fine trials with recipe overrides or another number of trainings per trial than
+    the coarse ones: their scores are not comparable with the coarse scores."""
+    return bool(fine_set) or fine_repeats != repeats
 
 
 def _rule_from(d: dict[str, Any]) -> FineRule:

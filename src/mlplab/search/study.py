@@ -388,7 +388,11 @@ def load_study(name: str, storage: Any, url: str) -> Any:
 
 
 class StudySettingsChanged(MlplabError):
-    """The stored study was started with other settings."""
+    """The stored study was started with other settings (``diffs`` describes them)."""
+
+    def __init__(self, message: str, diffs: list[str]) -> None:
+        super().__init__(message)
+        self.diffs = diffs
 
 
 def delete_study(name: str, storage: Any) -> bool:
@@ -431,7 +435,8 @@ def create_or_check_study(name: str, storage: Any, url: str, settings: dict[str,
         raise StudySettingsChanged(
             f"study {name!r} in {redact(url)} was started with other settings "
             f"({'; '.join(diffs[:4])}); use the same recipe and options, another --study, "
-            "or --restart changed to replace it"
+            "or --restart changed to replace it",
+            diffs,
         )
     return study
 
@@ -455,9 +460,13 @@ def fine_differs(study: Any) -> bool:
     another number of trainings per trial: then fine and coarse scores are not
     comparable (more cycles score higher; a mean over seeds is not a single lucky run).
     """
+    from mlplab.search.space import fine_trains_differently
+
     space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
     repeats = space.get("repeats", 1)
-    return bool(space.get("fine_set")) or space.get("fine_repeats", repeats) != repeats
+    return fine_trains_differently(
+        space.get("fine_set") or {}, repeats, space.get("fine_repeats", repeats)
+    )
 
 
 def best_trial(study: Any) -> Any:

@@ -111,12 +111,13 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 class TrialData:
     """The data set, loaded once per worker, and the splits of the recipe, built once.
 
-    Keeps the splits of the last ``keep`` seeds (a trial that trains ``R`` seeds sets
-    ``keep = R``, so consecutive trials reuse them instead of re-standardising).
+    Keeps the splits of the last ``keep`` seeds (:func:`train_trial` raises it to the
+    trial's number of trainings, so consecutive trials reuse them instead of
+    re-standardising).
     """
 
-    def __init__(self, data_dir: str | None, raw: Any = None, keep: int = 1) -> None:
-        self.data_dir, self.raw, self.keep = data_dir, raw, keep
+    def __init__(self, data_dir: str | None, raw: Any = None) -> None:
+        self.data_dir, self.raw, self.keep = data_dir, raw, 1
         self._cache: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
 
     def splits_for(self, cfg: Config) -> tuple[Any, np.random.Generator]:
@@ -129,7 +130,7 @@ class TrialData:
         if key in self._cache:
             self._cache[key] = self._cache.pop(key)  # most recently used last
         else:
-            while len(self._cache) >= max(1, self.keep):
+            while len(self._cache) >= self.keep:
                 del self._cache[next(iter(self._cache))]  # least recently used first
             rng = np.random.default_rng(cfg.seed)
             splits = make_splits(
@@ -426,7 +427,7 @@ def run_worker(
     storage = open_storage(plan.storage, heartbeat=plan.heartbeat, grace=plan.grace)
     study = load_study(plan.study, storage, plan.storage)
     lock = StudyLock(plan.storage, plan.study)
-    data = TrialData(plan.data_dir, raw, keep=max(spec.repeats, spec.fine_repeats))
+    data = TrialData(plan.data_dir, raw)
     try:
         with storage_errors(plan.storage):
             ran = _loop(study, storage, lock, spec, cfg, data, say, tag, parent, plan.poll)
