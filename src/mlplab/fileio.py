@@ -3,6 +3,10 @@
 A write goes to a temporary file in the destination's directory, is flushed to
 disk, and then renamed over the destination, so a reader (or a run killed
 mid-write) sees either the old file or the new one, never half of one.
+
+The temporary file is created with mode ``0o666`` and the kernel applies the
+umask, exactly as for ``open(path, "w")``: run directories and caches that a
+group shares stay readable by it (``tempfile.mkstemp`` would force ``0600``).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -22,19 +28,51 @@ MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
+    """Create a new, empty ``.<name>.<random>.tmp`` in ``directory``; return ``(fd, path)``.
+
+    ``O_EXCL`` makes the name ours alone (and refuses a planted symlink); the
+    mode ``0o666`` is reduced by the umask in the kernel, so no process-wide
+    ``os.umask`` round trip (racy under threads) is needed to honour it.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name for {name} in {directory}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> int:
+    """Write ``path`` atomically through ``write(fileobj)``; return the file's size in bytes.
+
+    ``write`` gets a binary file open on a temporary file next to ``path`` (same
+    file system, so the final :func:`os.replace` is atomic).  The data is
+    fsynced before the rename; on any error, or an interrupt, the temporary file
+    is removed and ``path`` is left as it was.  The new file's mode is
+    ``0o666 & ~umask``.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return size
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -4,15 +4,25 @@ Decoding 60,000 JPEGs takes seconds; reading the decoded arrays back with
 ``np.load(mmap_mode="r")`` takes milliseconds.  An entry lives in
 ``cache_dir/<key>/`` and holds one ``.npy`` file per array (never pickled:
 ``allow_pickle=False``) plus ``manifest.json`` with the metadata, the shapes,
-dtypes and file sizes.  The key is a SHA-256 of the data format, the resolved
-data directory and, for every data file, its relative path, size and
-``mtime_ns``; touching, adding or removing a file therefore yields a new key.
+dtypes, file sizes and CRC-32 checksums of the files.  The key is a SHA-256 of
+the data format, the resolved data directory and, for every data file, its
+relative path, size and ``mtime_ns``; touching, adding or removing a file
+therefore yields a new key.
 
-Every file is written to a temporary name in the entry directory and moved
-into place with :func:`os.replace`; the manifest is written last, so an entry
-without a manifest is incomplete and an entry whose files do not match their
-manifest is corrupt.  Both are ignored (and rebuilt by the caller).  A cache
-directory that cannot be written only costs a :class:`CacheWarning`.
+Every file is written atomically (:func:`mlplab.fileio.atomic_write`); the
+manifest is written last, so an entry without a manifest is incomplete and an
+entry whose files do not match their manifest is corrupt.  Both are ignored
+(and rebuilt by the caller).  A cache directory that cannot be written only
+costs a :class:`CacheWarning`.
+
+Why a checksum: a memory-mapped file that keeps its size but has flipped bytes
+(bad disk, a stray write, a partial copy) would otherwise be served as pixels
+and silently ruin every training (24.5 % -> 11 % accuracy in issue #13).  The
+checksum is verified on every load.  CRC-32 detects every error burst of up
+to 32 bits and misses random damage with probability 2**-32; it reads the
+184 MB of CIFAR-10 in about 0.08 s (BLAKE2b takes twice as long), which
+keeps a cached load within the issue's budget of +0.2 s.  It protects against
+accidents, not against someone who can also rewrite the manifest.
 """
 
 from __future__ import annotations
@@ -20,22 +30,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
+import mmap
 import warnings
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-CACHE_VERSION = 1
+from mlplab.fileio import atomic_write
+
+# 2: manifest holds a crc32 of every file (version 1 entries are never read again)
+CACHE_VERSION = 2
 MANIFEST = "manifest.json"
 
 __all__ = [
     "CACHE_VERSION",
     "CacheWarning",
     "cache_key",
+    "file_crc32",
     "load_entry",
     "save_entry",
 ]
@@ -77,6 +91,8 @@ def load_entry(cache_dir: Path, key: str) -> tuple[dict[str, np.ndarray], dict[s
             path = entry / f"{name}.npy"
             if path.stat().st_size != int(spec["file_size"]):
                 raise ValueError(f"{path.name} has the wrong size")
+            if file_crc32(path) != int(spec["crc32"]):
+                raise ValueError(f"{path.name} does not match its checksum")
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             if arr.shape != tuple(spec["shape"]) or arr.dtype != np.dtype(spec["dtype"]):
                 raise ValueError(f"{path.name} has the wrong shape or dtype")
@@ -94,22 +110,47 @@ def load_entry(cache_dir: Path, key: str) -> tuple[dict[str, np.ndarray], dict[s
     return arrays, meta
 
 
-def _atomic_write(entry: Path, final_name: str, write) -> int:
-    """Write through ``write(fileobj)`` to a temp file, then rename; return the size."""
-    fd, tmp = tempfile.mkstemp(dir=entry, prefix=f".{final_name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        size = os.stat(tmp).st_size
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, entry / final_name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return size
+def file_crc32(path: Path) -> int:
+    """CRC-32 of the bytes of ``path`` (header and data of a ``.npy``), read via mmap.
+
+    Mapping the file avoids copying it into Python memory, and the pages it
+    touches are the ones ``np.load(mmap_mode="r")`` serves next.
+    """
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return zlib.crc32(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return zlib.crc32(m)
+
+
+class _Crc32Writer:
+    """Passes writes on to a file and keeps the CRC-32 of every byte written.
+
+    The checksum in the manifest is thereby that of the bytes this process
+    wrote, not of whatever the path holds when read back (a concurrent
+    rebuild could have replaced it meanwhile).
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.crc = f, 0
+
+    def write(self, data: bytes) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        return self.f.write(data)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> dict[str, Any]:
+    """Write ``arr`` to ``path`` atomically; return its manifest entry."""
+    crc = 0
+
+    def write(f: IO[bytes]) -> None:
+        nonlocal crc
+        w = _Crc32Writer(f)
+        np.save(w, arr, allow_pickle=False)
+        crc = w.crc
+
+    size = atomic_write(path, write)
+    return {"shape": list(arr.shape), "dtype": arr.dtype.str, "file_size": size, "crc32": crc}
 
 
 def save_entry(
@@ -129,15 +170,12 @@ def save_entry(
             (entry / MANIFEST).unlink()
         specs: dict[str, dict[str, Any]] = {}
         for name, arr in arrays.items():
-            size = _atomic_write(
-                entry, f"{name}.npy", lambda fh, a=arr: np.save(fh, a, allow_pickle=False)
-            )
-            specs[name] = {"shape": list(arr.shape), "dtype": arr.dtype.str, "file_size": size}
+            specs[name] = _save_npy(entry / f"{name}.npy", np.asarray(arr))
         text = json.dumps(
             {"version": CACHE_VERSION, "key": key, "arrays": specs, "meta": dict(meta)},
             indent=1,
         )
-        _atomic_write(entry, MANIFEST, lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(entry / MANIFEST, lambda fh: fh.write(text.encode("utf-8")))
     except OSError as exc:
         warnings.warn(
             f"cannot write the data cache in {entry} ({exc}); continuing without cache "

@@ -1,9 +1,22 @@
-"""A small report model rendered both as Markdown and as one self-contained HTML page.
+"""A small report model rendered as Markdown, and that Markdown as one self-contained HTML page.
 
 A :class:`Document` is a title, an optional banner and sections of blocks
-(paragraphs, tables, figures, links). Figures are PNG files in the output
-directory: Markdown links them, the HTML page embeds them as ``data:`` URIs so
-that ``index.html`` opens anywhere without a server or its neighbours.
+(paragraphs, tables, figures, links). :func:`render_markdown` turns it into the
+text of ``report.md``; :func:`render_html` renders *that same Markdown* with
+markdown-it-py, so the two outputs cannot drift apart. Figures are PNG files in
+the output directory: Markdown links them, the HTML page embeds them as
+``data:`` URIs so that ``index.html`` opens anywhere without a server or its
+neighbours.
+
+Why a Markdown library instead of hand-written HTML: report text carries
+strings nobody at mlplab chose (data folder names, recipe values), and a
+regex renderer that builds ``<a href>`` after escaping is one quote away from
+script injection (issue #13). markdown-it-py runs with raw HTML disabled, so
+``<img onerror=...>`` in any block is shown as text, escapes every text node
+and attribute value itself, percent-encodes link targets and refuses
+``javascript:``/``data:`` links. What this module still has to do is keep
+user text from changing the Markdown *structure*: line breaks become spaces
+(no new blocks) and pipes in table cells are escaped (no extra columns).
 """
 
 from __future__ import annotations
@@ -11,9 +24,14 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from mlplab.fileio import atomic_write_bytes
 
@@ -33,7 +51,10 @@ class Figure:
 
 @dataclass
 class Text:
-    text: str  # plain text; `code`, **bold** and [label](link) are rendered in both outputs
+    # One paragraph of CommonMark inline text (`code`, **bold**, [label](link)); raw
+    # HTML is shown as text, line breaks become spaces. Pass strings that must appear
+    # literally (a folder name, say) through md_escape().
+    text: str
 
 
 @dataclass
@@ -58,37 +79,82 @@ class Document:
         return md, page
 
 
+# -- Markdown -------------------------------------------------------------------------------
+
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\v\f\x85\u2028\u2029]")
+_MD_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&\"'=:])")
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def _one_line(text: object) -> str:
+    """``text`` with every line break replaced by a space.
+
+    Markdown blocks start at line starts, so a string without line breaks
+    placed mid-line cannot open a heading, list, table or code block.
+    """
+    return _LINE_BREAK.sub(" ", str(text))
+
+
+def md_escape(text: object) -> str:
+    """``text`` as literal Markdown: punctuation backslash-escaped, line breaks as spaces.
+
+    For strings that must not be read as markup at all, e.g. a data folder
+    named ``[x](y)``: it then shows as typed instead of becoming a link.
+    """
+    return _MD_PUNCT.sub(r"\\\1", _one_line(text))
+
+
+def _cell(text: object) -> str:
+    """A table cell: inline Markdown kept (bold, `code`), but confined to its cell.
+
+    An unescaped ``|`` would start a new column and a line break a new row (or
+    end the table); GFM tables treat ``\\|`` as a literal pipe, in code spans too.
+    """
+    return _one_line(text).replace("|", "\\|")
+
+
+def _image(caption: str, path: str) -> str:
+    alt = re.sub(r"([\\\[\]])", r"\\\1", _one_line(caption))
+    if not _PLAIN_PATH.fullmatch(path):  # spaces, parentheses, ...: a <...> destination
+        path = "<" + re.sub(r"([\\<>])", r"\\\1", _one_line(path)) + ">"
+    return f"![{alt}]({path})"
+
+
 def render_markdown(doc: Document) -> str:
-    lines = [f"# {doc.title}", ""]
+    """The Markdown text of ``doc`` (``report.md``; also the source of the HTML page)."""
+    lines = [f"# {_one_line(doc.title)}", ""]
     if doc.banner:
-        lines += [f"> **{doc.banner}**", ""]
+        lines += [f"> **{_one_line(doc.banner)}**", ""]
     for s in doc.sections:
-        lines += [f"{'#' * s.level} {s.title}", ""]
+        lines += [f"{'#' * s.level} {_one_line(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, Text):
-                lines += [b.text, ""]
+                lines += [_one_line(b.text), ""]
             elif isinstance(b, Table):
                 if b.caption:
-                    lines += [f"*{b.caption}*", ""]
-                lines.append("| " + " | ".join(b.header) + " |")
+                    lines += [f"*{_one_line(b.caption)}*", ""]
+                lines.append("| " + " | ".join(_cell(h) for h in b.header) + " |")
                 lines.append("|" + "---|" * len(b.header))
-                lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in b.rows]
+                lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in b.rows]
                 lines.append("")
             else:
-                lines += [f"![{b.caption}]({b.path})", ""]
+                lines += [_image(b.caption, b.path), ""]
                 if b.caption:
-                    lines += [f"*{b.caption}*", ""]
+                    lines += [f"*{_one_line(b.caption)}*", ""]
     return "\n".join(lines)
 
 
-def _inline(text: str) -> str:
-    """Escape, then render `code` spans, **bold** and [label](href) links."""
-    import re
+# -- HTML -----------------------------------------------------------------------------------
 
-    out = html.escape(text, quote=False)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
+
+def _markdown_it() -> MarkdownIt:
+    """CommonMark plus GFM tables, with raw HTML off: every ``<`` in the source is text."""
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def _inline(text: str) -> str:
+    """One line of inline Markdown as HTML (escaped; `code`, **bold**, links rendered)."""
+    return _markdown_it().renderInline(_one_line(text))
 
 
 CSS = """
@@ -98,61 +164,88 @@ h1{font-size:1.8rem;margin-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px s
 padding-bottom:.2rem}h3{margin-top:1.6rem}
 table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
 th,td{border:1px solid #ccd;padding:.3rem .6rem;text-align:left}th{background:#f1f3f7}
-tr:nth-child(even) td{background:#fafbfc}caption{caption-side:top;text-align:left;
-font-style:italic;padding-bottom:.2rem;white-space:nowrap}
-figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.9rem;color:#555}code{background:#f3f3f6;padding:0 .25rem;border-radius:3px}
-.banner{background:#fff4d6;border:1px solid #e8c770;padding:.6rem 1rem;border-radius:6px;
-font-weight:600}nav ul{columns:2}
+tr:nth-child(even) td{background:#fafbfc}
+img{max-width:100%;height:auto;border:1px solid #eee}
+code{background:#f3f3f6;padding:0 .25rem;border-radius:3px}
+blockquote{background:#fff4d6;border:1px solid #e8c770;padding:.6rem 1rem;border-radius:6px;
+margin:1rem 0}blockquote p{margin:0}nav ul{columns:2}
 """
+
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 
 
 def _slug(title: str) -> str:
-    import re
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
 
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+def _plain(inline: Token) -> str:
+    """The text of an inline token without its markup (for the table of contents)."""
+    return "".join(c.content for c in inline.children or () if c.type in ("text", "code_inline"))
+
+
+def _embed_figures(doc: Document, out_dir: Path, md: MarkdownIt) -> dict[str, str]:
+    """``{normalised src: data URI}`` of the document's figures.
+
+    Only files named by a :class:`Figure` are embedded; an image written in a
+    :class:`Text` stays a link and never pulls an arbitrary file into the page.
+    """
+    uris = {}
+    for s in doc.sections:
+        for b in s.blocks:
+            if isinstance(b, Figure):
+                data = base64.b64encode((out_dir / b.path).read_bytes()).decode()
+                mime = _MIME.get(Path(b.path).suffix.lower(), "image/png")
+                uris[md.normalizeLink(b.path)] = f"data:{mime};base64,{data}"
+    return uris
+
+
+def _nav(entries: list[tuple[str, str]]) -> str:
+    items = "".join(
+        f'<li><a href="#{slug}">{html.escape(label)}</a></li>' for label, slug in entries
+    )
+    return f"<nav><ul>{items}</ul></nav>\n"
 
 
 def render_html(doc: Document, out_dir: Path) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(doc.title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{html.escape(doc.title)}</h1>",
-    ]
-    if doc.banner:
-        parts.append(f'<p class="banner">{_inline(doc.banner)}</p>')
-    parts.append(
-        "<nav><ul>"
-        + "".join(
-            f'<li><a href="#{_slug(s.title)}">{html.escape(s.title)}</a></li>'
-            for s in doc.sections
-            if s.level == 2
-        )
-        + "</ul></nav>"
+    """``index.html``: the Markdown of ``doc`` rendered by markdown-it-py, figures embedded.
+
+    The token stream is adjusted before rendering (never the HTML after it):
+    headings get ``id`` anchors for the table of contents, figure images get
+    their ``data:`` URI. markdown-it escapes both attribute values.
+    """
+    md = _markdown_it()
+    env: dict[str, Any] = {}
+    tokens = md.parse(render_markdown(doc), env)
+    uris = _embed_figures(doc, Path(out_dir), md)
+    used: set[str] = set()
+    nav: list[tuple[str, str]] = []
+    first_section = len(tokens)
+    for i, t in enumerate(tokens):
+        if t.type == "heading_open":
+            label = _plain(tokens[i + 1])
+            slug = base = _slug(label)
+            n = 1
+            while slug in used:
+                n += 1
+                slug = f"{base}-{n}"
+            used.add(slug)
+            t.attrSet("id", slug)
+            if t.tag != "h1":
+                first_section = min(first_section, i)
+            if t.tag == "h2":
+                nav.append((label, slug))
+        elif t.type == "inline":
+            for c in t.children or ():
+                if c.type == "image" and str(c.attrGet("src")) in uris:
+                    c.attrSet("src", uris[str(c.attrGet("src"))])
+    head = md.renderer.render(tokens[:first_section], md.options, env)
+    body = md.renderer.render(tokens[first_section:], md.options, env)
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{html.escape(_one_line(doc.title))}</title><style>{CSS}</style></head><body>",
+            head + _nav(nav) + body + "</body></html>",
+        ]
     )
-    for s in doc.sections:
-        parts.append(f'<h{s.level} id="{_slug(s.title)}">{html.escape(s.title)}</h{s.level}>')
-        for b in s.blocks:
-            if isinstance(b, Text):
-                parts.append(f"<p>{_inline(b.text)}</p>")
-            elif isinstance(b, Table):
-                cap = f"<caption>{_inline(b.caption)}</caption>" if b.caption else ""
-                head = "".join(f"<th>{_inline(h)}</th>" for h in b.header)
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in r) + "</tr>"
-                    for r in b.rows
-                )
-                parts.append(
-                    f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                )
-            else:
-                data = base64.b64encode((out_dir / b.path).read_bytes()).decode()
-                parts.append(
-                    f'<figure><img src="data:image/png;base64,{data}" '
-                    f'alt="{html.escape(b.caption or b.path)}">'
-                    f"<figcaption>{_inline(b.caption)}</figcaption></figure>"
-                )
-    parts.append("</body></html>")
-    return "\n".join(parts)
