@@ -9,9 +9,12 @@ load it like the real thing.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,24 +33,8 @@ import optuna
 
 from mlplab.cli import cli
 from mlplab.errors import ConfigError, MlplabError
-from mlplab.search.space import (
-    FineRule,
-    Param,
-    SearchSpec,
-    build_spec,
-    draw,
-    fine_params,
-)
-from mlplab.search.study import (
-    best_overrides,
-    create_or_check_study,
-    default_storage,
-    engine_url,
-    fail_stale_trials,
-    host_key,
-    open_storage,
-    process_start,
-)
+from mlplab.search.space import FineRule, Param, SearchSpec, build_spec, draw, fine_params, smoothed
+from mlplab.search.storage import best_overrides, default_storage, engine_url, open_storage
 
 TINY = ["--set", "split=300/100", "--set", "hidden=8", "--set", "n_s_k=0", "--set", "n_s=10"]
 SPACE = ["--param", "lam=log:1e-4:1"]
@@ -139,26 +126,51 @@ TABLE = [(1e-5, 0.30), (1e-4, 0.45), (1e-3, 0.50), (1e-2, 0.48), (1e-1, 0.20)]
         ("top-k:2", (1e-3, 1e-2)),
         ("top-k:3:0.25", (10**-4.5, 10**-1.5)),  # widened by a quarter of 2 decades each side
         ("top-k:3:2", (1e-5, 1e-1)),  # widened beyond the coarse interval: clipped
-        ("top-k:1", (0.8e-3, 1.2e-3)),  # a single point: around-best (±20 %) instead
-        ("around-best", (0.8e-3, 1.2e-3)),
-        ("around-best:0.5", (0.5e-3, 1.5e-3)),
     ],
 )
-def test_fine_rules_on_a_table(rule: str, expected: tuple[float, float]) -> None:
+def test_top_k_rule_on_a_table(rule: str, expected: tuple[float, float]) -> None:
     lo, hi = FineRule.parse(rule).interval(LAM, TABLE)
     assert math.isclose(lo, expected[0], rel_tol=1e-9)
     assert math.isclose(hi, expected[1], rel_tol=1e-9)
 
 
+def _noisy_curve(seed: int, n: int = 20) -> list[tuple[float, float]]:
+    """A flat peak at lambda = 1e-3 (0.52; -0.3 points a decade away, -1.2 at two) plus
+    N(0, 0.004) noise: the shape and noise of real coarse scores."""
+    rng = np.random.default_rng(seed)
+    lams = 10 ** rng.uniform(-5, -1, n)
+    return [
+        (float(v), 0.52 - 0.003 * (math.log10(v) + 3) ** 2 + rng.normal(0, 0.004)) for v in lams
+    ]
+
+
+def test_smooth_rule_resists_one_lucky_trial() -> None:
+    """For 20 noise draws the smoothed region holds the true optimum (to a tenth of a decade),
+    also when the trial farthest from it within 1-1.7 decades is made 2 noise sds luckier
+    (enough to lead the top three, as seen on real runs). benchmarks/sim_fine_rules.py
+    measures the rates: 99.7 % of 300 draws contain it exactly, 72 % for top-k:3."""
+    tenth, widths = 10**0.1, []
+    rule = FineRule.parse("smooth:0.4")
+    for seed in range(20):
+        table = _noisy_curve(seed)
+        lo, hi = rule.interval(LAM, table)
+        assert lo / tenth < 1e-3 < hi * tenth and math.log10(hi / lo) < 3.5, (seed, lo, hi)
+        widths.append(math.log10(hi / lo))
+        dist = [abs(math.log10(v) + 3) for v, _ in table]
+        far = max((i for i in range(len(table)) if 1 <= dist[i] <= 1.7), key=lambda i: dist[i])
+        lucky = [(v, sc + (0.008 if i == far else 0.0)) for i, (v, sc) in enumerate(table)]
+        lo2, hi2 = rule.interval(LAM, lucky)
+        assert lo2 / tenth < 1e-3 < hi2 * tenth, (seed, lo2, hi2)
+    assert np.mean(widths) < 2.5  # of the 4 decades searched
+    grid, m, noise = smoothed(LAM, _noisy_curve(0), 0.4)
+    assert grid.min() >= 1e-5 and grid.max() <= 1e-1 and 0.002 < noise < 0.008
+    assert abs(math.log10(grid[int(np.argmax(m))]) + 3) < 0.6  # a flat top: peak within 0.6 dec
+
+
 def test_fine_rules_edges() -> None:
-    # best on the coarse bound: clipped to it
-    lo, hi = FineRule.parse("around-best").interval(LAM, [(1e-5, 0.9), (1e-2, 0.1)])
-    assert (lo, hi) == (1e-5, pytest.approx(1.2e-5))
-    # ties: the earlier trial counts as better
-    assert FineRule.parse("top-k:1").interval(LAM, [(1e-3, 0.5), (1e-2, 0.5)]) == (
-        pytest.approx(0.8e-3),
-        pytest.approx(1.2e-3),
-    )
+    # one-point span: the smooth rule instead; one trial: that point
+    assert FineRule.parse("top-k:1").interval(LAM, TABLE) == FineRule().interval(LAM, TABLE)
+    assert FineRule().interval(LAM, [(1e-3, 0.5)]) == (1e-3, 1e-3)
     # linear scale: the span in linear space
     eta = Param.make("eta_max", "linear", 0.01, 0.2)
     table = [(0.02, 0.4), (0.05, 0.5), (0.15, 0.45), (0.19, 0.1)]
@@ -170,11 +182,7 @@ def test_fine_rules_edges() -> None:
     # integer field (one width for all hidden layers): rounded inwards, never empty
     hid = Param.make("hidden", "linear", 10, 100)
     assert hid.integer
-    assert FineRule.parse("around-best").interval(hid, [(50, 0.5), (20, 0.4)]) == (40, 60)
-    assert FineRule.parse("around-best:0.1").interval(hid, [(7, 0.5)]) == (7, 7)
-    # linear best of 0: ± fraction of the coarse width
-    drop = Param.make("drop_prob", "linear", 0.0, 0.5)
-    assert FineRule.parse("around-best").interval(drop, [(0.0, 0.5)]) == (0.0, pytest.approx(0.1))
+    assert FineRule.parse("top-k:2").interval(hid, [(50, 0.5), (20, 0.4), (90, 0.1)]) == (20, 50)
 
 
 def test_fine_params_of_a_spec_and_rule_errors() -> None:
@@ -182,12 +190,21 @@ def test_fine_params_of_a_spec_and_rule_errors() -> None:
     (p,) = fine_params(spec, [({"lam": v}, s) for v, s in TABLE])
     assert (p.name, p.log) == ("lam", True)
     assert (p.low, p.high) == (pytest.approx(1e-3), pytest.approx(1e-2))
-    for bad in ("best", "top-k:0", "top-k:x", "around-best:1.5", "around-best:0.1:2"):
+    for bad in (
+        "best",
+        "top-k:0",
+        "top-k:x",
+        "smooth:0",
+        "smooth:-1",
+        "around-best",
+        "top-k:1:2:3",
+    ):
         with pytest.raises(ConfigError):
             FineRule.parse(bad)
     with pytest.raises(ConfigError, match="not exponents"):
         Param.parse("lam=log:-5:-1")
-    for bad in ("lam", "lam=log:1e-5", "nope=log:1:2", "batch_norm=linear:0:1", "lam=cubic:1:2"):
+    bad_params = ("lam", "lam=log:1e-5", "nope=log:1:2", "batch_norm=linear:0:1", "lam=cubic:1:2")
+    for bad in (*bad_params, "threads=linear:1:2", "seed=linear:0:3"):
         with pytest.raises(ConfigError):
             Param.parse(bad)
 
@@ -206,25 +223,26 @@ def test_slot_draws_are_deterministic_and_log_uniform() -> None:
 def test_space_file_and_options() -> None:
     data = {
         "trials": 7,
+        "final": "assignment2/final",
         "params": {"lam": {"scale": "log", "low": 1e-5, "high": 1e-1}},
-        "fine": {"rule": "around-best", "fraction": 0.3, "set": {"cycles": 3}},
+        "fine": {"rule": "smooth", "h": 0.5, "set": {"cycles": 3}},
     }
     spec = build_spec(data)
-    assert (spec.trials, spec.fine_trials, spec.fine_rule.kind) == (7, 7, "around-best")
-    assert spec.fine_set == {"cycles": "3"}
+    assert (spec.trials, spec.fine_trials, spec.fine_rule.to_text()) == (7, 7, "smooth:0.5")
+    assert spec.fine_set == {"cycles": "3"} and spec.final == "assignment2/final"
     spec = build_spec(data, trials=4, params=["eta_max=log:0.01:0.2"], fine_rule="top-k:2")
     assert [p.name for p in spec.params] == ["eta_max"]
     assert (spec.trials, spec.fine_trials, spec.fine_rule.k) == (4, 4, 2)
-    assert SearchSpec.from_dict(spec.to_dict()) == spec
-    with pytest.raises(ConfigError, match="searched fields"):
+    with pytest.raises(ConfigError, match="searched or unknown"):
         build_spec(data, fine_set={"lam": "0.1"})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in \[fine\]: fraction"):
+        build_spec({**data, "fine": {"fraction": 0.2}})
     # trainings per trial: top level for both stages, [fine] for the fine one, options win
     assert (spec.repeats, spec.fine_repeats, spec.fine_differs) == (1, 1, True)
     data = {**data, "repeats": 2, "fine": {"repeats": 4}}
     spec = build_spec(data)
     assert (spec.repeats, spec.fine_repeats, spec.fine_differs) == (2, 4, True)
     assert (spec.stage_repeats("coarse"), spec.stage_repeats("fine")) == (2, 4)
-    assert SearchSpec.from_dict(spec.to_dict()) == spec
     assert (build_spec(data, repeats=3).repeats, build_spec(data, repeats=3).fine_repeats) == (3, 3)
     assert build_spec(data, fine_repeats=1).fine_repeats == 1
     assert not build_spec({"params": data["params"], "repeats": 2}).fine_differs
@@ -256,9 +274,11 @@ def _kill_when(cmd: list[str], env: dict[str, str], db: Path, url: str, study: s
                     st = st or open_storage(url)
                     with contextlib.suppress(KeyError):
                         s = optuna.load_study(study_name=study, storage=st)
-                if s is not None:
-                    states = [t.state for t in s.get_trials(deepcopy=False)]
-                    if states.count(TS.COMPLETE) >= 2 and TS.RUNNING in states:
+                if s is not None:  # a RUNNING trial whose worker has recorded itself
+                    ts = s.get_trials(deepcopy=False)
+                    states = [t.state for t in ts]
+                    owned = [t for t in ts if t.state == TS.RUNNING and "owner" in t.user_attrs]
+                    if states.count(TS.COMPLETE) >= 2 and owned:
                         break
                 time.sleep(0.02)
             else:
@@ -365,7 +385,8 @@ def test_two_workers_on_sqlite(data_dir: Path, env: dict[str, str], tmp_path: Pa
     trials = trials_of(default_storage(out), "assignment2-search")
     check_exactly_once(trials, {"coarse": 4, "fine": 2})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert {t.user_attrs["owner"]["threads"] for t in trials} == {str(max(1, cores // 2))}
+    assert cores >= 1  # every trial trains with the recipe's thread count, whatever the cores
+    assert {t.user_attrs["owner"]["threads"] for t in trials} == {"1"}
     summary = json.loads((out / "search.json").read_text())
     assert summary["counts"]["coarse"]["complete"] == 4
     lines = (out / "search.csv").read_text().splitlines()
@@ -477,22 +498,33 @@ def test_best_overrides_and_train_from_study(
     assert results["config"]["cycles"] == 3 and results["config"]["split"] == "300/100"
 
 
-def test_repeats_train_consecutive_seeds_and_average(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A trial of R trainings = R runs of `mlplab train` with seeds s..s+R-1, score their mean;
-    the R splits are kept for the next trial; a diverged run makes the trial score 0."""
+def test_repeats_train_consecutive_seeds_and_average(tmp_path: Path) -> None:
+    """A trial of R trainings = R runs of `mlplab train` with seeds s..s+R-1 (each its own
+    split, read back memory-mapped), score their mean; a diverged run scores the trial 0."""
     from helpers import synthetic_raw
 
-    import mlplab.data
-    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.config import apply_overrides, load_recipe, parse_set_options
     from mlplab.data import make_splits
-    from mlplab.search.worker import TrialData, train_trial
+    from mlplab.data.prepared import load_split, prepare_splits
+    from mlplab.search.runner import stage_configs
+    from mlplab.train.repeats import train_seeds
     from mlplab.train.run import train_on_splits
 
     sets = {**parse_set_options(TINY[1::2]), "seed": "5"}
     cfg = load_recipe("assignment2/search", sets)
     raw = synthetic_raw(n_train=500, n_test=100, noise=200.0)
-    data = TrialData(None, raw)
-    attrs, value = train_trial(cfg, {"lam": "0.01"}, data, repeats=3)
+    spec = SearchSpec(params=(LAM,), trials=2, fine_trials=1, repeats=1, fine_repeats=3)
+    configs = stage_configs(cfg, spec)
+    assert [c.seed for c in configs] == [5, 5, 6, 7]
+    prepare_splits(raw, configs, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 3  # seed 5 is shared by both stages
+    sp, _ = load_split(tmp_path, cfg)
+    assert isinstance(sp.x_train, np.memmap) and not sp.x_train.flags.writeable
+    stamp = (tmp_path / "300of100-n0-float32-seed5" / "x_train.npy").stat().st_mtime_ns
+    prepare_splits(raw, configs, tmp_path)  # already there: not rebuilt
+    assert (tmp_path / "300of100-n0-float32-seed5" / "x_train.npy").stat().st_mtime_ns == stamp
+
+    attrs, value = train_seeds(apply_overrides(cfg, {"lam": "0.01"}), tmp_path, repeats=3)
     expected = []
     for seed in (5, 6, 7):
         c = load_recipe("assignment2/search", {**sets, "seed": str(seed), "lam": "0.01"})
@@ -503,53 +535,250 @@ def test_repeats_train_consecutive_seeds_and_average(monkeypatch: pytest.MonkeyP
     assert attrs["val_accuracies"] == expected
     assert value == pytest.approx(np.mean(expected), abs=1e-12)
     assert attrs["val_sd"] == pytest.approx(np.std(expected, ddof=1), abs=1e-12)
-    splits = [sp for sp, _ in data._cache.values()]
-    assert len(splits) == 3 and not np.array_equal(splits[0].y_val, splits[1].y_val)
-
-    def no_rebuild(*_a: Any, **_k: Any) -> None:
-        raise AssertionError("splits rebuilt")
-
-    monkeypatch.setattr(mlplab.data, "make_splits", no_rebuild)
-    again, value2 = train_trial(cfg, {"lam": "0.01"}, data, repeats=3)
-    assert (again["val_accuracies"], value2) == (expected, value)
-    one, v1 = train_trial(cfg, {"lam": "0.01"}, data)  # one training: the recipe's own seed
+    one, v1 = train_seeds(apply_overrides(cfg, {"lam": "0.01"}), tmp_path)  # one training: the recipe's seed
     assert v1 == expected[0] and "seeds" not in one and "val_sd" not in one
-
-    bad, v = train_trial(
-        cfg, {"schedule": "constant", "eta": "1e6", "epochs": "2", "lam": "0"}, data, repeats=2
-    )
+    diverge = {"schedule": "constant", "eta": "1e6", "epochs": "2", "lam": "0"}
+    bad, v = train_seeds(apply_overrides(cfg, diverge), tmp_path, 2)
     assert v == 0.0 and bad["diverged"].startswith("seed 5: ")
 
 
-def test_best_trial_among_fine_trials_that_train_differently(tmp_path: Path) -> None:
-    from mlplab.search.study import best_trial
+def _study(tmp_path: Path, name: str, space: dict[str, Any], heartbeat: int | None = None) -> Any:
+    from mlplab.search.storage import open_study
 
     url = default_storage(tmp_path)
-    st = open_storage(url)
+    st = open_storage(url, heartbeat=heartbeat, grace=2 if heartbeat else None)
+    return open_study(name, st, url, {"recipe": {}, "space": space}, "never")[0], st, url
+
+
+def test_best_trial_among_fine_trials_that_train_differently(tmp_path: Path) -> None:
+    from mlplab.search.storage import best_trial
+
     dist = {"lam": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)}
 
     def study_with(name: str, space: dict[str, Any]) -> Any:
-        s = create_or_check_study(name, st, url, {"recipe": {}, "space": space})
+        s = _study(tmp_path, name, space)[0]
         for i, (stage, lam, v) in enumerate(
             [("coarse", 1e-3, 0.60), ("fine", 2e-3, 0.55), ("fine", 3e-3, 0.57)]
         ):
+            attrs = {"stage": stage, "slot": i}
             s.add_trial(
                 optuna.trial.create_trial(
-                    params={"lam": lam},
-                    distributions=dist,
-                    value=v,
-                    user_attrs={"stage": stage, "slot": i},
+                    params={"lam": lam}, distributions=dist, value=v, user_attrs=attrs
                 )
             )
         return s
 
     same = {"fine_set": {}, "repeats": 1, "fine_repeats": 1}
     assert best_trial(study_with("same", same)).params["lam"] == 1e-3
-    assert best_trial(study_with("old", {"fine_set": {}})).params["lam"] == 1e-3
     cycles = {"fine_set": {"cycles": "3"}, "repeats": 1, "fine_repeats": 1}
     assert best_trial(study_with("cycles", cycles)).params["lam"] == 3e-3
     seeds = {"fine_set": {}, "repeats": 1, "fine_repeats": 3}
     assert best_trial(study_with("seeds", seeds)).params["lam"] == 3e-3
+
+
+def test_study_settings_must_match(tmp_path: Path) -> None:
+    from mlplab.search.storage import open_study
+
+    url = default_storage(tmp_path)
+    st = open_storage(url)
+    a = {"recipe": {"lam": 0.1}, "space": {"seed": 0}}
+    b = {"recipe": {"lam": 0.1}, "space": {"seed": 1}}
+    assert open_study("s", st, url, a, "never")[1] == ""
+    assert open_study("s", st, url, a, "changed")[1] == ""
+    with pytest.raises(MlplabError, match=r"other settings \(space.seed: 0 then, 1 now\)"):
+        open_study("s", st, url, b, "never")
+    assert open_study("s", st, url, b, "changed")[1] == "space.seed: 0 then, 1 now"
+    assert open_study("s", st, url, b, "always")[1] == "asked for"
+
+
+def _plan(tmp_path: Path, url: str, name: str, spec: SearchSpec, heartbeat: int = 10) -> Any:
+    from helpers import synthetic_raw
+
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data.prepared import prepare_splits
+    from mlplab.search.runner import Plan, stage_configs
+
+    sets = parse_set_options(TINY[1::2])
+    cfg = load_recipe("assignment2/search", sets)
+    prepare_splits(
+        synthetic_raw(n_train=500, n_test=100), stage_configs(cfg, spec), tmp_path / "sp"
+    )
+    return Plan(
+        "assignment2/search",
+        sets,
+        spec,
+        name,
+        url,
+        str(tmp_path / "sp"),
+        heartbeat,
+        heartbeat + 1,
+        quiet=True,
+    ), cfg
+
+
+def test_slots_enqueued_twice_train_once(tmp_path: Path) -> None:
+    """Two machines racing to enqueue a stage: the earlier trial of a slot trains it, the
+    later one is pruned without training; a spare trial (no slot) is pruned too."""
+    from mlplab.search.runner import enqueue_stage, work
+
+    TS = optuna.trial.TrialState
+    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=3, fine_trials=2)
+    study, _st, url = _study(tmp_path, "twice", spec.to_dict())
+    plan, cfg = _plan(tmp_path, url, "twice", spec)
+    enqueue_stage(study, spec, cfg, "coarse", [])
+    enqueue_stage(study, spec, cfg, "coarse", [])  # as a second machine that saw no trial yet
+    study.enqueue_trial({})  # stands for a spare: a trial asked for while the queue ran dry
+    work(plan)
+    trials = trials_of(url, "twice")
+    check_exactly_once(trials, {"coarse": 3, "fine": 2})
+    pruned = [t for t in trials if t.state == TS.PRUNED]
+    assert sorted(t.user_attrs.get("duplicate_of", -1) for t in pruned) == [-1, 0, 1, 2]
+    assert all(
+        "val_accuracies" not in t.user_attrs and "seconds" not in t.user_attrs for t in pruned
+    )
+
+
+def test_stale_trial_failed_by_heartbeat_and_retried_by_optuna(tmp_path: Path) -> None:
+    """A RUNNING trial whose heartbeat stopped is failed by Optuna's heartbeat check and
+    re-enqueued by its retry callback with the same parameters (and our retry_of)."""
+    from mlplab.search.runner import enqueue_stage, work
+
+    TS = optuna.trial.TrialState
+    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=2, fine_trials=1)
+    study, st, url = _study(tmp_path, "stale", spec.to_dict(), heartbeat=1)
+    plan, cfg = _plan(tmp_path, url, "stale", spec, heartbeat=1)
+    enqueue_stage(study, spec, cfg, "coarse", [])
+    dead = study.ask()  # a worker took slot 0 and died: one heartbeat, then silence
+    st.record_heartbeat(dead._trial_id)
+    time.sleep(3.1)  # SQLite keeps whole seconds: > grace (2 s) for sure
+    work(plan)
+    trials = {t.number: t for t in trials_of(url, "stale")}
+    assert trials[dead.number].state == TS.FAIL
+    retry = [t for t in trials.values() if t.user_attrs.get("retry_of") == [dead.number]]
+    assert len(retry) == 1 and retry[0].state == TS.COMPLETE
+    assert retry[0].params == draw(spec.params, 0, "coarse", 0)
+    check_exactly_once(list(trials.values()), {"coarse": 2, "fine": 1})
+
+
+def test_late_result_of_a_trial_failed_meanwhile_is_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker failed our trial as stale while it trained (a long pause): its late
+    result is discarded, not counted twice, and the slot runs again."""
+    import mlplab.search.runner as runner
+
+    TS = optuna.trial.TrialState
+    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=2, fine_trials=1)
+    study, st, url = _study(tmp_path, "late", spec.to_dict())
+    plan, _cfg = _plan(tmp_path, url, "late", spec)
+    real, calls = runner.train_seeds, []
+
+    def paused(*a: Any, **k: Any) -> Any:
+        out = real(*a, **k)
+        if not calls:  # the first trial: failed by someone else before it reports
+            running = study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+            st.set_trial_state_values(running[0]._trial_id, state=TS.FAIL)
+            calls.append(running[0].number)
+        return out
+
+    monkeypatch.setattr(runner, "train_seeds", paused)
+    runner.work(plan)
+    trials = trials_of(url, "late")
+    assert [t.state for t in trials if t.number == calls[0]] == [TS.FAIL]
+    slot0 = [t for t in trials if t.state == TS.COMPLETE and t.user_attrs["slot"] == 0]
+    assert [t.user_attrs.get("retry_of") for t in slot0 if t.user_attrs["stage"] == "coarse"] == [
+        calls
+    ]
+    check_exactly_once(trials, {"coarse": 2, "fine": 1})
+
+
+def test_workers_1_and_2_same_table_and_train_reproduces_a_trial(
+    data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The thread count is the recipe's: any worker count gives the same trials and scores,
+    and `mlplab train` of a trial's configuration gives its score exactly."""
+    space = ["--trials", "4", "--fine-trials", "2", "--fine-repeats", "2"]
+    tables = []
+    for w in (1, 2):
+        out = tmp_path / f"w{w}"
+        res = run(
+            search_cmd(data_dir, *TINY, *SPACE, *space, "--workers", str(w), "--out", str(out)), env
+        )
+        assert res.returncode == 0, res.stderr
+        rows = list(csv.DictReader(io.StringIO((out / "search.csv").read_text())))
+        tables.append(sorted((r["stage"], r["slot"], r["lam"], r["val_accuracy"]) for r in rows))
+        assert not (out / "splits").exists()  # the prepared splits go when the search is done
+    assert tables[0] == tables[1] and len(tables[0]) == 6
+    summary = json.loads((tmp_path / "w2" / "search.json").read_text())
+    host = summary["machine"]
+    assert host["threads"] == 1 and host["numpy"] == np.__version__ and host["cpu"]
+    assert host["blas"] and "architecture" in host["blas"][0]
+    coarse = summary["top"]["coarse"][0]
+    fine = summary["best"]
+    for row, extra, value in (
+        (coarse, [], coarse["val_accuracy"]),
+        (fine, ["--set", "cycles=3", "--set", "seed=1"], None),
+    ):
+        out = tmp_path / f"train-{row['stage']}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlplab.cli",
+            "train",
+            "--recipe",
+            "assignment2/search",
+            *TINY,
+            "--set",
+            f"lam={row['overrides']['lam']}",
+            *extra,
+            "--data",
+            str(data_dir),
+            "--out",
+            str(out),
+            "-q",
+        ]
+        res = run(cmd, env)
+        assert res.returncode == 0, res.stderr
+        got = json.loads((out / "results.json").read_text())
+        stored = trials_of(default_storage(tmp_path / "w2"), "assignment2-search")
+        trial = next(t for t in stored if t.number == row["trial"])
+        want = value if value is not None else trial.user_attrs["val_accuracies"][1]
+        assert got["val_accuracy"] == want
+        assert got["machine"]["threads"] == 1 and got["machine"]["blas"]
+
+
+def test_names_lock_cap_and_follow_up_command(
+    data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    from filelock import FileLock
+
+    small = [*TINY, *SPACE, "--trials", "2", "--fine-trials", "1"]
+    res = run(
+        search_cmd(data_dir, *small, "--study", "bad name;rm", "--out", str(tmp_path / "x")), env
+    )
+    assert res.returncode == 2 and res.stderr.startswith("error: study name 'bad name;rm' is not")
+    out = tmp_path / "dir with 'quotes' and spaces"
+    out.mkdir()
+    lock = FileLock(f"{out}/study.db.lock", timeout=0)
+    with lock:  # another search holds the study
+        res = run(search_cmd(data_dir, *small, "--out", str(out)), env)
+    assert res.returncode == 2 and "in use by another mlplab search" in res.stderr
+    res = run(search_cmd(data_dir, *small, "--out", str(out), "--workers", "12"), env)
+    assert res.returncode == 0, res.stderr
+    assert "using 2 worker(s), not 12" in res.stdout
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("train with the best: "))
+    args = shlex.split(line.removeprefix("train with the best: "))
+    assert args == [
+        "mlplab",
+        "train",
+        "--recipe",
+        "assignment2/final",
+        "--from-study",
+        "assignment2-search",
+        "--storage",
+        f"sqlite:///{out}/study.db",
+    ]
+    assert best_overrides("assignment2-search", args[-1])
 
 
 def test_search_with_repeats_and_restart(
@@ -572,9 +801,11 @@ def test_search_with_repeats_and_restart(
     summary = json.loads((out / "search.json").read_text())
     assert summary["best"]["stage"] == "fine" and summary["best"]["from"] == "fine stage"
     assert summary["best"]["runs"] == 2 and summary["repeats"] == {"coarse": 1, "fine": 2}
+    assert set(summary["smoothing"]["lam"]) == {"h", "argmax", "max", "noise", "curve"}
+    assert [r["slot"] for r in summary["all"]["coarse"]] and len(summary["all"]["coarse"]) == 3
     md = (out / "search.md").read_text()
     assert "| val. accuracy (%) | runs | sd (%) | seconds |" in md and "fine trials only" in md
-    assert "(mean of 2 runs)" in res.stdout
+    assert "(mean of 2 runs)" in res.stdout and "Host: " in md
 
     # other settings: refused, the study untouched; --restart changed replaces it
     res = run([*cmd, "--fine-repeats", "3"], env)
@@ -582,7 +813,7 @@ def test_search_with_repeats_and_restart(
     assert [t.number for t in trials_of(url, "assignment2-search")] == [t.number for t in trials]
     res = run([*cmd, "--fine-repeats", "3", "--restart", "changed"], env)
     assert res.returncode == 0, res.stderr
-    assert "deleted it and its trials" in res.stdout
+    assert "deleted study assignment2-search and its trials (--restart changed: " in res.stdout
     new = trials_of(url, "assignment2-search")
     check_exactly_once(new, {"coarse": 3, "fine": 2})
     fine = [t for t in new if t.user_attrs["stage"] == "fine" and t.state == TS.COMPLETE]
@@ -593,78 +824,6 @@ def test_search_with_repeats_and_restart(
     res = run([*cmd, "--fine-repeats", "3", "--restart", "always"], env)
     assert res.returncode == 0 and "--restart always" in res.stdout
     assert {t.number for t in trials_of(url, "assignment2-search")} == set(range(5))
-
-
-def test_study_settings_must_match(tmp_path: Path) -> None:
-    url = default_storage(tmp_path)
-    st = open_storage(url)
-    create_or_check_study("s", st, url, {"recipe": {"lam": 0.1}, "space": {"seed": 0}})
-    create_or_check_study("s", st, url, {"recipe": {"lam": 0.1}, "space": {"seed": 0}})
-    with pytest.raises(MlplabError, match=r"other settings.*seed"):
-        create_or_check_study("s", st, url, {"recipe": {"lam": 0.1}, "space": {"seed": 1}})
-
-
-def test_stale_rules_spare_live_workers(tmp_path: Path) -> None:
-    """Heartbeat for everyone, process liveness only for this host's own trials."""
-    TS = optuna.trial.TrialState
-    url = default_storage(tmp_path)
-    st = open_storage(url, heartbeat=1, grace=2)
-    study = create_or_check_study("s", st, url, {})
-
-    def running(owner: dict[str, Any]) -> Any:
-        study.enqueue_trial({}, user_attrs={"owner": owner})
-        t = study.ask()
-        st.record_heartbeat(t._trial_id)
-        return t
-
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    try:
-        me = host_key()
-        remote = running({"host_key": "elsewhere|boot|1", "pid": sleeper.pid, "pid_start": ""})
-        alive = running(
-            {"host_key": me, "pid": sleeper.pid, "pid_start": process_start(sleeper.pid)}
-        )
-        gone = running({"host_key": me, "pid": dead.pid, "pid_start": "1"})
-        assert fail_stale_trials(study, st) == [gone.number]  # at once, no heartbeat wait
-        time.sleep(3.1)  # SQLite keeps whole seconds: > 2 s for sure
-        st.record_heartbeat(alive._trial_id)  # a live worker keeps beating
-        assert fail_stale_trials(study, st) == [remote.number]  # silent for > grace
-        states = {t.number: t.state for t in study.get_trials()}
-        assert states[alive.number] == TS.RUNNING
-        assert states[remote.number] == states[gone.number] == TS.FAIL
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-
-
-def test_in_process_worker_and_a_trial_declared_dead(tmp_path: Path) -> None:
-    """The library API with an in-memory data set; a trial that another worker declared dead
-    while it still ran keeps its FAIL state: its late result is discarded, not duplicated."""
-    from helpers import synthetic_raw
-
-    from mlplab.config import load_recipe, parse_set_options
-    from mlplab.search.worker import Plan, TrialData, next_claim, run_claim, run_worker
-
-    TS = optuna.trial.TrialState
-    sets = parse_set_options(TINY[1::2])
-    cfg = load_recipe("assignment2/search", sets)
-    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=2, fine_trials=1)
-    url = default_storage(tmp_path)
-    st = open_storage(url, heartbeat=10, grace=60)
-    study = create_or_check_study("d", st, url, {})
-    raw = synthetic_raw(n_train=500, n_test=100)
-    claim = next_claim(study, st, spec, cfg)
-    assert (claim.stage, claim.slot) == ("coarse", 0)
-    st.set_trial_state_values(claim.trial_id, state=TS.FAIL)  # "stale", as seen elsewhere
-    assert run_claim(claim, study, st, cfg, spec, TrialData(None, raw)) is None
-    assert study.get_trials()[0].state == TS.FAIL
-
-    plan = Plan("assignment2/search", sets, spec.to_dict(), "d", url, quiet=True)
-    assert run_worker(plan, raw=raw) == 3
-    check_exactly_once(trials_of(url, "d"), {"coarse": 2, "fine": 1})
-    assert [t.user_attrs.get("retry_of") for t in trials_of(url, "d")][1] == [0]
 
 
 # ------------------------------------------------------------ 6. unreachable storage
@@ -692,3 +851,39 @@ def test_unreachable_storage(
     expected = "error: cannot reach search storage postgresql://u:***@127.0.0.1:1/db: "
     assert lines[0].startswith(expected)
     assert "secret" not in res.stderr and "Traceback" not in res.stderr
+
+
+_POP = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import optuna
+from mlplab.search.storage import open_storage
+st = open_storage(sys.argv[1])
+study = optuna.load_study(study_name="pop", storage=st)
+got = []
+while True:
+    n = study._pop_waiting_trial_id()
+    if n is None:
+        break
+    got.append(n)
+print(" ".join(map(str, got)))
+"""
+
+
+def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]) -> None:
+    """Optuna's queue pop is a read then a write; on SQLite (no SELECT FOR UPDATE) two
+    processes could both take one trial. Our storage begins immediate transactions: four
+    processes draining 400 queued trials take each exactly once."""
+    url = default_storage(tmp_path)
+    study = optuna.create_study(study_name="pop", storage=open_storage(url))
+    for i in range(400):
+        study.enqueue_trial({"x": i})
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _POP, url], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    popped = [int(n) for p in procs for n in p.communicate(timeout=TIMEOUT)[0].split()]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0]
+    assert sorted(popped) == sorted(set(popped)) and len(popped) == 400

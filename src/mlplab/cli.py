@@ -145,7 +145,7 @@ def train(
             raise MlplabError("missing --recipe NAME_OR_PATH (or --resume DIR)")
         overrides = {}
         if study is not None:
-            from mlplab.search.study import best_overrides
+            from mlplab.search import best_overrides
 
             overrides = best_overrides(study, storage)
             click.echo(
@@ -575,7 +575,7 @@ def list_recipes() -> None:
         click.echo(f"{name:<28} {load_recipe(name).description}")
 
 
-from mlplab.search.cli import search as _search  # noqa: E402
+from mlplab.cli_search import search as _search  # noqa: E402
 
 cli.add_command(_search)
 

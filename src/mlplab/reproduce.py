@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,13 +24,14 @@ from mlplab.config import Config, load_recipe
 from mlplab.data import RawDataset, load_cifar10, make_splits
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
-from mlplab.report.document import Document, Figure, Section, Table, Text
+from mlplab.report.document import Document, Figure, Section, Table, Text, md_escape
 from mlplab.train.run import cached_experiment, config_hash
 
 PARTS = ("assignment2", "assignment3", "bonus")
 # --quick: a small subset and few updates, same pipeline
 QUICK = {"split": "2000/500", "n_s_k": "0", "n_s": "25", "record_every": "10"}
 QUICK_TRIALS = 2
+FINAL_SEEDS = (0, 1, 2)  # the final model is trained with each; the report gives mean ± sd
 # ingredients of bonus/best ablated by the report (each costs a full training)
 ABLATED = ("batch-norm", "dropout", "augmentation")
 
@@ -150,32 +149,27 @@ class Reproduction:
         )
 
     def search(self, name: str, recipe: str) -> dict[str, Any]:
-        """Run (or continue) ``mlplab search`` into ``out/name``; return its summary."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "mlplab.cli",
-            "search",
-            "--recipe",
+        """Run (or continue) the search of ``recipe`` into ``out/name``; return its summary."""
+        from mlplab.search import run_search
+
+        quick = {"trials": QUICK_TRIALS, "sets": QUICK} if self.quick else {}
+        res = run_search(
             recipe,
-            "--out",
-            str(self.out / name),
-            "--workers",
-            str(self.workers),
-            "--restart",  # a study of other settings is outdated, like a changed training
-            "always" if self.force else "changed",
-            "--quiet",
-        ]
-        if self.data_dir is not None:
-            cmd += ["--data", str(self.data_dir)]
-        if self.quick:
-            cmd += ["--trials", str(QUICK_TRIALS)]
-            for k, v in QUICK.items():
-                cmd += ["--set", f"{k}={v}"]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise MlplabError(f"search {recipe} failed: {p.stderr.strip().splitlines()[-1:]}")
-        return json.loads((self.out / name / "search.json").read_text())
+            spec=self._spec(recipe),
+            sets=quick.get("sets"),
+            out=self.out / name,
+            workers=self.workers,
+            raw=self.raw,
+            restart="always" if self.force else "changed",  # other settings: outdated
+            quiet=True,
+            echo=lambda s: None,
+        )
+        return res.summary
+
+    def _spec(self, recipe: str) -> Any:
+        from mlplab.search.launch import load_spec
+
+        return load_spec(recipe, trials=QUICK_TRIALS) if self.quick else load_spec(recipe)
 
     def search_sections(self, name: str, recipe: str, summary: dict[str, Any]) -> list[Block]:
         runs = summary.get("repeats", {})
@@ -203,7 +197,18 @@ class Reproduction:
                 )
             )
         ]
-        for stage, rows in summary["top"].items():
+        for p, sm in (summary.get("smoothing") or {}).items():
+            blocks.append(
+                Text(
+                    f"The coarse scores, smoothed along log {p} with a Gaussian kernel of "
+                    f"{sm['h']:g} decades, peak at {p} = {sm['argmax']:.3g} "
+                    f"({pct(sm['max'])}); the residuals' standard deviation (the noise) is "
+                    f"{100 * sm['noise']:.2f} points, and the fine interval is the region where "
+                    "the smoothed score lies within that noise of its peak."
+                )
+            )
+        for stage, title in (("coarse", "all coarse trials, by value"), ("fine", "fine, top 3")):
+            rows = summary["all"]["coarse"] if stage == "coarse" else summary["top"]["fine"]
             if not rows:
                 continue
             keys = list(rows[0]["params"])
@@ -213,19 +218,14 @@ class Reproduction:
                     (*keys, "validation accuracy", *(("runs", "sd") if multi else ()), "seconds"),
                     [
                         (
-                            *(
-                                f"{r['params'][k]:.4g}"
-                                if isinstance(r["params"][k], float)
-                                else str(r["params"][k])
-                                for k in keys
-                            ),
-                            pct(r["val_accuracy"]),
-                            *((str(r.get("runs", 1)), pct(r.get("val_sd"))) if multi else ()),
+                            *(f"{r['params'][k]:.4g}" for k in keys),
+                            "diverged" if r["diverged"] else pct(r["val_accuracy"]),
+                            *((str(r["runs"]), pct(r["val_sd"])) if multi else ()),
                             f"{r['seconds']:.0f}",
                         )
                         for r in rows
                     ],
-                    caption=f"{stage} stage, top {len(rows)}",
+                    caption=f"{stage} stage: {title}",
                 )
             )
         blocks.append(
@@ -290,21 +290,9 @@ class Reproduction:
             ]
 
         def final() -> list[Section]:
-            from mlplab.search.study import best_overrides
-
-            study = json.loads((self.out / "a2-search" / "search.json").read_text())["study"]
-            storage = f"sqlite:///{(self.out / 'a2-search' / 'study.db').resolve()}"
-            best = best_overrides(study, storage)
-            chosen = ", ".join(f"{k} = {v}" for k, v in best.items())
-            return [
-                self.run_section(
-                    "The final model: best λ on 49,000 images",
-                    "a2-final",
-                    "assignment2/final",
-                    f"The best setting of the search ({chosen}) trained on split `49k`.",
-                    best,
-                )
-            ]
+            summary = json.loads((self.out / "a2-search" / "search.json").read_text())
+            best = summary["best"]["overrides"]
+            return [self.final_section("a2-final", "assignment2/final", best, FINAL_SEEDS)]
 
         def overfit() -> list[Section]:
             return [
@@ -323,6 +311,43 @@ class Reproduction:
             ("assignment 2: final model", final),
             ("assignment 2: overfitting check", overfit),
         ]
+
+    def final_section(
+        self, name: str, recipe: str, best: dict[str, str], seeds: tuple[int, ...]
+    ) -> Section:
+        """Train ``recipe`` with the search's best setting once per seed: mean ± sd, each run."""
+        runs = []
+        for seed in seeds:
+            cfg = self.recipe(recipe, {**best, "seed": str(seed)})
+            runs.append((seed, self.train(f"{name}/seed-{seed}", cfg)))
+        tests = [r["test_accuracy"] for _, r in runs]
+        mean, sd = float(np.mean(tests)), float(np.std(tests, ddof=1)) if len(tests) > 1 else 0.0
+        chosen = ", ".join(f"{k} = {v}" for k, v in best.items())
+        rows = [
+            (
+                str(seed),
+                pct(r["test_accuracy"]),
+                pct(r["val_accuracy"]),
+                pct(r["train_accuracy"]),
+                f"{r['train_seconds']:.1f} s",
+                f"[results.json]({name}/seed-{seed}/results.json)",
+            )
+            for seed, r in runs
+        ]
+        return Section(
+            "The final model: best λ on 49,000 images",
+            [
+                Text(
+                    f"The best setting of the search ({chosen}) trained on split `49k` with "
+                    f"{len(seeds)} seeds (each its own split, initialisation and batch order): "
+                    f"test accuracy **{100 * mean:.2f} ± {100 * sd:.2f} %** (mean ± sd)."
+                ),
+                Table(("seed", "test", "validation", "training", "training time", "numbers"), rows),
+                settings_table(runs[0][1]["config"], f"settings of `{recipe}` (seed {seeds[0]})"),
+                Figure(f"{name}/seed-{seeds[0]}/curves.png", f"{recipe}, seed {seeds[0]}"),
+            ],
+            level=3,
+        )
 
     def gradcheck_section(self) -> Section:
         from mlplab.gradcheck import gradcheck
@@ -672,7 +697,7 @@ def reproduce(
                 [
                     Text(
                         f"Produced by `mlplab reproduce {part}{' --quick' if quick else ''}` "
-                        f"from the shipped recipes on {raw.source}; wall time of this "
+                        f"from the shipped recipes on {md_escape(raw.source)}; wall time of this "
                         f"invocation {seconds / 60:.1f} min (experiments already done were "
                         "reused). Every number links the JSON file it was read from."
                     )

@@ -101,3 +101,49 @@ def plot_lr_range(
         ax.legend(fontsize=8)
     fig.suptitle(f"learning-rate range test {title}".strip())
     save_figure(fig, path)
+
+
+def plot_search(
+    axes_data: list[dict],
+    path: str | os.PathLike,
+    title: str = "",
+) -> None:
+    """Validation accuracy (%) against each searched parameter, one panel per parameter.
+
+    Each entry of ``axes_data``: ``name``, ``log`` (log x axis), ``points`` (label ->
+    ``(xs, ys, sds)``), optional ``curve`` (``(xs, ys, band)``: a smoothed curve and the band
+    below its maximum), ``interval`` (``(low, high)``, shaded) and ``best`` (``(x, y)``, starred).
+    """
+    colors = iter(("tab:blue", "tab:orange", "tab:green"))
+    n = len(axes_data)
+    fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.4), squeeze=False)
+    for ax, d in zip(axes[0], axes_data, strict=True):
+        for label, (xs, ys, sds) in d["points"].items():
+            c = next(colors)
+            ax.errorbar(
+                xs, ys, yerr=sds if any(sds) else None, fmt="o", color=c, alpha=0.8, label=label
+            )
+        if d.get("curve"):
+            xs, ys, band = d["curve"]
+            ax.plot(xs, ys, color="tab:blue", label="coarse, smoothed")
+            top = max(ys)
+            ax.fill_between(
+                xs,
+                top - band,
+                top,
+                color="grey",
+                alpha=0.15,
+                label=f"within the noise ({band:.2f}) of its peak",
+            )
+        if d.get("interval"):
+            ax.axvspan(*d["interval"], color="tab:orange", alpha=0.12, label="fine interval")
+        if d.get("best"):
+            ax.scatter(*d["best"], marker="*", s=220, color="tab:red", zorder=5, label="best")
+        if d["log"]:
+            ax.set_xscale("log")
+        ax.set_xlabel("λ (lam)" if d["name"] == "lam" else d["name"])
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -1,19 +1,29 @@
-"""Hyper-parameter search (``mlplab search``): durable, parallel, two-stage random search.
+"""Hyper-parameter search (``mlplab search``): a two-stage random search on Optuna.
 
-Modules: :mod:`.space` (search spaces, slot draws, the fine-interval rules),
-:mod:`.study` (Optuna storage, the study lock, stale trials, :func:`best_overrides`),
-:mod:`.worker` (the trial loop and worker processes), :mod:`.report` (tables and
-plot), :mod:`.cli` (the click command).  Optuna is imported only when a search
-actually runs, so ``mlplab --help`` stays fast.
+:func:`run_search` is the library function that the CLI and ``mlplab reproduce`` call.
+Modules: :mod:`.space` (spaces, slot draws, fine-interval rules), :mod:`.storage` (Optuna
+storage, study names and settings, the best trial), :mod:`.runner` (enqueued slots, workers
+on ``study.optimize``, shared memory-mapped splits), :mod:`.report` (tables, plot, summary),
+:mod:`.launch` (:func:`run_search`), :mod:`.cli`. Optuna is imported only when a search
+runs, so ``mlplab --help`` stays fast.
 """
 
 from __future__ import annotations
 
-__all__ = ["best_overrides"]
+from typing import Any
+
+__all__ = ["best_overrides", "run_search"]
+
+
+def run_search(recipe: str, **kwargs: Any) -> Any:
+    """Run or continue a search (see :func:`mlplab.search.launch.run_search`)."""
+    from mlplab.search.launch import run_search as _run
+
+    return _run(recipe, **kwargs)
 
 
 def best_overrides(study: str, storage: str | None = None) -> dict[str, str]:
-    """The best trial's searched fields as ``--set`` text (see :func:`.study.best_overrides`)."""
-    from mlplab.search.study import best_overrides as _best
+    """The best trial's searched fields as ``--set`` text (see :mod:`.storage`)."""
+    from mlplab.search.storage import best_overrides as _best
 
     return _best(study, storage)

@@ -1,0 +1,68 @@
+"""Prepared splits on disk: built once, memory-mapped by every process that trains on them.
+
+Several worker processes training on the same split would each hold a private copy of its
+standardised float arrays (553 MB for 45,000 float32 images). Written once as ``.npy``
+files and opened with ``mmap_mode="r"``, they share one copy in the page cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.config import Config
+from mlplab.data.cifar10 import RawDataset
+from mlplab.data.preprocess import Splits, make_splits
+from mlplab.fileio import atomic_write, atomic_write_json
+
+ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "mean", "std")
+
+
+def split_key(cfg: Config) -> str:
+    """What decides a split's arrays: split, n_train, dtype and seed."""
+    return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}-seed{cfg.seed}"
+
+
+def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
+    """Write the split of each of ``configs`` and the generator state it leaves under ``root``.
+
+    Exactly what :func:`mlplab.train.run.run_experiment` builds from the recipe's seed. A
+    split directory appears complete or not at all (built beside it, then renamed); one of
+    other data (another source or size) is rebuilt.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    data = {"source": raw.source, "n": [len(raw.x_train), len(raw.x_test)]}
+    for cfg in configs:
+        final = root / split_key(cfg)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads((final / "meta.json").read_text())["data"] == data:
+                continue
+        tmp = root / f".{final.name}.{os.getpid()}.tmp"
+        for d in (final, tmp):
+            shutil.rmtree(d, ignore_errors=True)
+        tmp.mkdir()
+        rng = np.random.default_rng(cfg.seed)
+        sp = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+        for name in ARRAYS:
+            a = getattr(sp, name)
+            atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
+        meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
+        atomic_write_json(tmp / "meta.json", {"data": data, **meta})
+        os.replace(tmp, final)
+        del sp, a  # one split in memory at a time
+
+
+def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
+    """The prepared split of ``cfg`` (pixel arrays memory-mapped, read-only) and a generator
+    in the state that building the split left, as ``run_experiment`` continues with it."""
+    d = root / split_key(cfg)
+    meta = json.loads((d / "meta.json").read_text())
+    arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in ARRAYS}
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = meta["rng"]
+    return Splits(**arrays, classes=tuple(meta["classes"]), name=meta["name"]), rng

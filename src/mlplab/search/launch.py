@@ -1,0 +1,169 @@
+""":func:`run_search`: the library function behind ``mlplab search`` and ``mlplab reproduce``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlplab.config import apply_overrides, load_recipe
+from mlplab.data import RawDataset, parse_split
+from mlplab.errors import ConfigError, MlplabError
+from mlplab.fileio import prepare_out_dir
+from mlplab.machine import usable_cores
+from mlplab.search.space import SearchSpec, build_spec, read_space_file
+from mlplab.search.storage import (
+    check_study_name,
+    default_storage,
+    default_study_name,
+    open_storage,
+    open_study,
+    redact,
+    sqlite_path,
+    storage_errors,
+)
+
+
+@dataclass
+class SearchResult:
+    """What a search produced: its summary (``search.json``) and how to train its best."""
+
+    study: str
+    out: Path
+    storage: str
+    summary: dict[str, Any]
+    best_overrides: dict[str, str] | None
+    follow_up: str | None
+
+
+def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> SearchSpec:
+    """The search spec of ``recipe``: its ``.space`` file (or ``space_file``) and ``options``
+    (the keyword arguments of :func:`.space.build_spec`)."""
+    if space_file is not None and not space_file.is_file():
+        raise ConfigError(f"search space file not found: {space_file}")
+    return build_spec(read_space_file(recipe, space_file), **options)
+
+
+def _settings(cfg: Any, spec: SearchSpec) -> dict[str, Any]:
+    """What a study must keep between runs: the training configuration and the space."""
+    rec = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "description")}
+    space = {k: v for k, v in spec.to_dict().items() if k not in ("trials", "fine_trials")}
+    return json.loads(json.dumps({"recipe": rec, "space": space}))
+
+
+def _check(cfg: Any, spec: SearchSpec) -> None:
+    name, sizes = parse_split(cfg.split)
+    if name == "all" or (sizes is not None and sizes[1] == 0):
+        raise ConfigError(
+            f"recipe {cfg.name}: the search scores validation accuracy, but "
+            f"split {cfg.split!r} has no validation part (use e.g. 45k)"
+        )
+    for stage_set in ({}, spec.fine_set):  # every bound must make a valid recipe
+        for p in spec.params:
+            for v in (p.low, p.high):
+                apply_overrides(cfg, {**stage_set, p.name: p.override(v, cfg)})
+
+
+def follow_up(final: str, study: str, url: str, default_url: str) -> str:
+    """The ``mlplab train --from-study`` command, shell-quoted (``--storage`` unless default)."""
+    cmd = ["mlplab", "train", "--recipe", final or "RECIPE", "--from-study", study]
+    if url != default_url:
+        path = sqlite_path(url)
+        cmd += ["--storage", f"sqlite:///{path.resolve()}" if path else redact(url)]
+    return shlex.join(cmd)
+
+
+def run_search(
+    recipe: str,
+    *,
+    spec: SearchSpec | None = None,
+    sets: dict[str, str] | None = None,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    data_dir: str | Path | None = None,
+    raw: RawDataset | None = None,
+    restart: str = "never",
+    heartbeat: int = 10,
+    grace: int = 60,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SearchResult:
+    """Run (or continue) the two-stage search of ``recipe``; write ``search.{md,csv,png,json}``.
+
+    ``spec`` defaults to the recipe's space file. Trials are kept in an Optuna study
+    (``sqlite:///OUT/study.db`` unless ``storage``); run again after an interruption, even
+    kill -9, and only unfinished slots run, with their same parameters. ``workers`` processes
+    (at most the cores and the larger stage's trials) train at once.
+    """
+    from mlplab.data.prepared import prepare_splits
+    from mlplab.report.search import write_report
+    from mlplab.search.runner import Plan, open_stage, retry_orphans, run_workers, stage_configs
+
+    if grace <= heartbeat:
+        raise MlplabError(f"grace period ({grace} s) must exceed the heartbeat ({heartbeat} s)")
+    if restart not in ("never", "changed", "always"):
+        raise MlplabError(f"restart must be never, changed or always, not {restart!r}")
+    sets = dict(sets or {})
+    cfg = load_recipe(recipe, sets)
+    spec = spec or load_spec(recipe)
+    _check(cfg, spec)
+    name = check_study_name(study) if study else default_study_name(cfg.name)
+    outp = prepare_out_dir(Path(out) if out else Path("runs") / name, overwrite=True)
+    url = storage or default_storage(outp)
+    cap = max(1, min(workers, usable_cores(), max(spec.trials, spec.fine_trials)))
+    if cap < workers:
+        echo(f"using {cap} worker(s), not {workers}: no more than the cores and the trials")
+    lock = None
+    if (db := sqlite_path(url)) is not None:  # one command owns a SQLite study
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(f"{db}.lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise MlplabError(
+                f"{db} is in use by another mlplab search; wait for it or use another --out"
+            ) from None
+    try:
+        st = open_storage(url, heartbeat=heartbeat, grace=grace)
+        with storage_errors(url):
+            the_study, deleted = open_study(name, st, url, _settings(cfg, spec), restart)
+            if deleted:
+                echo(f"deleted study {name} and its trials (--restart {restart}: {deleted})")
+            if lock is not None and (gone := retry_orphans(the_study, st)):
+                echo(f"trial(s) {gone} of a killed search: failed, their slots run again")
+            todo = open_stage(the_study.get_trials(deepcopy=False), spec) is not None
+        echo(
+            f"study {name} on {redact(url)}: {', '.join(p.to_text() for p in spec.params)}; "
+            f"{spec.trials} coarse ({spec.repeats} training(s) each) + {spec.fine_trials} fine "
+            f"({spec.fine_repeats} each) trials, fine rule {spec.fine_rule.to_text()}, "
+            f"{cap} worker(s), {cfg.threads} BLAS thread(s) per training"
+        )
+        splits_dir = outp / "splits"
+        if todo:
+            if raw is None:
+                from mlplab.data import load_cifar10, locate_data
+
+                raw = load_cifar10(locate_data(data_dir, progress=not quiet), progress=not quiet)
+            prepare_splits(raw, stage_configs(cfg, spec), splits_dir)
+            raw = None  # the workers read the memory-mapped splits only
+            plan = Plan(recipe, sets, spec, name, url, str(splits_dir), heartbeat, grace, quiet)
+            run_workers(plan, cap)
+        with storage_errors(url):
+            summary = write_report(the_study, spec, outp)
+            if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
+                shutil.rmtree(splits_dir, ignore_errors=True)
+        st.engine.dispose()
+    finally:
+        if lock is not None:
+            lock.release()
+    best = summary["best"]
+    over = best["overrides"] if best else None
+    cmd = follow_up(spec.final, name, url, default_storage(Path("runs") / name)) if best else None
+    return SearchResult(name, outp, url, summary, over, cmd)

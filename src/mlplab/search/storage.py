@@ -1,0 +1,257 @@
+"""Where a study lives: Optuna storages, study names and settings, the best trial.
+
+An Optuna ``RDBStorage``: SQLite under ``--out`` for one machine, PostgreSQL or MySQL for
+several. With heartbeats on, a trial whose worker died is failed once its heartbeat is older
+than the grace period and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`
+re-enqueues it with the same parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from mlplab.errors import MlplabError
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failure is reported by our error line
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+#: Study user attributes (settings it was started with, the fine space); trial user attributes.
+ATTR_SETTINGS, ATTR_FINE, STAGE, SLOT = "mlplab_search", "mlplab_fine_params", "stage", "slot"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_study_name(name: str) -> str:
+    """``name`` if it is 1-64 letters, digits, ``.``, ``_``, ``-`` (not leading); else an error."""
+    if not _NAME.fullmatch(name):
+        raise MlplabError(
+            f"study name {name!r} is not allowed: use 1-64 letters, digits, '.', "
+            "'_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def default_study_name(recipe_name: str) -> str:
+    """``assignment2/search`` -> ``assignment2-search`` (other characters become ``-``)."""
+    return check_study_name(re.sub(r"[^A-Za-z0-9._-]", "-", recipe_name).lstrip("-._")[:64] or "s")
+
+
+def default_storage(out: str | Path) -> str:
+    """The SQLite URL of the study file under ``out`` (relative paths stay relative)."""
+    return f"sqlite:///{Path(out).as_posix()}/study.db"
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    with contextlib.suppress(Exception):
+        return make_url(url).render_as_string(hide_password=True)
+    return url
+
+
+def _reason(exc: BaseException) -> str:
+    exc = exc.__cause__ or exc if type(exc).__name__ == "StorageInternalError" else exc
+    lines = [ln.strip() for ln in str(getattr(exc, "orig", None) or exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://`` with the installed driver named (psycopg 3, else psycopg2)."""
+    import importlib.util
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+    return f"postgresql+{driver}://{url.split('://', 1)[1]}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///FILE`` URL, else ``None``."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("sqlite:"):
+        return None
+    db = make_url(url).database
+    if not db or db == ":memory:":
+        raise MlplabError("search storage sqlite:///:memory: cannot be shared; give a file")
+    return Path(db)
+
+
+def retry_stale(study: Any, trial: Any) -> None:
+    """Optuna's retry callback, also recording the failed trials' numbers as ``retry_of``."""
+    t = copy.deepcopy(trial)
+    t.user_attrs = {**t.user_attrs, "retry_of": [*t.user_attrs.get("retry_of", []), t.number]}
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, t)
+
+
+def _serialise_sqlite(storage: Any) -> Any:
+    """Begin every SQLite transaction with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe).
+
+    Optuna pops a WAITING trial by reading it and setting it RUNNING in one transaction,
+    relying on ``SELECT ... FOR UPDATE``, which SQLite ignores: two worker processes could
+    both pop the same trial. An immediate transaction takes the write lock before it reads.
+    """
+    import sqlalchemy
+
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
+
+    sqlalchemy.event.listen(storage.engine, "connect", connect)
+    sqlalchemy.event.listen(storage.engine, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
+    storage.engine.dispose()  # connections made before the listeners are not reused
+    return storage
+
+
+def open_storage(
+    url: str, *, heartbeat: int | None = None, grace: int | None = None, must_exist: bool = False
+) -> Any:
+    """An Optuna ``RDBStorage`` for ``url`` (heartbeat and retry when ``heartbeat`` is given)."""
+    path, engine = sqlite_path(url), {"pool_pre_ping": True}
+    if path is not None:
+        if must_exist and not path.is_file():
+            raise MlplabError(f"no search study database {path} (run `mlplab search` first)")
+        if not path.parent.is_dir():
+            raise MlplabError(f"cannot reach search storage {url}: no directory {path.parent}")
+        engine["connect_args"] = {"timeout": 120}
+    elif url.startswith(("postgresql", "postgres:")):
+        engine["connect_args"] = {"connect_timeout": 15}
+    elif not url.startswith("mysql"):
+        raise MlplabError(
+            f"unsupported search storage {redact(url)}: use sqlite:///FILE, "
+            "postgresql://USER:PASSWORD@HOST:PORT/DB or mysql://..."
+        )
+    beat = (
+        {
+            "heartbeat_interval": heartbeat,
+            "grace_period": grace,
+            "heartbeat_stale_trial_callback": retry_stale,
+        }
+        if heartbeat
+        else {}
+    )
+    for attempt in range(4):  # machines started together may race to create the tables
+        try:
+            st = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, **beat)
+            return _serialise_sqlite(st) if path is not None else st
+        except ImportError as e:
+            raise MlplabError(
+                f"cannot reach search storage {redact(url)}: database driver "
+                f"missing ({e}); pip install 'psycopg[binary]'"
+            ) from None
+        except Exception as e:  # sqlalchemy OperationalError, IntegrityError, ...
+            if attempt == 3 or "connect" in str(e).lower():
+                raise MlplabError(
+                    f"cannot reach search storage {redact(url)}: {_reason(e)}"
+                ) from None
+            time.sleep(0.3 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """A database error in the middle of a search becomes one clear :class:`MlplabError`."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        raise MlplabError(
+            f"lost the search storage {redact(url)}: {_reason(e)}; run the "
+            "command again to continue"
+        ) from None
+
+
+def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
+    """Human descriptions of the differences between two settings trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in settings_diff(old.get(k), new.get(k), f"{at}{k}.")
+        ]
+    return [] if old == new else [f"{at.rstrip('.')}: {old!r} then, {new!r} now"]
+
+
+def open_study(
+    name: str, storage: Any, url: str, settings: dict[str, Any], restart: str
+) -> tuple[Any, str]:
+    """Create study ``name`` or load it; refuse (or with ``restart``, delete) other settings.
+
+    ``restart``: ``never`` (continue; other settings are an error), ``changed`` (delete a study
+    of other settings), ``always`` (delete any stored study). Returns the study and why a
+    stored one was deleted (``""`` if none was).
+    """
+    deleted = ""
+    if restart != "never" and name in optuna.get_all_study_names(storage):
+        old = optuna.load_study(study_name=name, storage=storage).user_attrs.get(ATTR_SETTINGS)
+        diffs = settings_diff(old, settings)
+        if restart == "always" or diffs:
+            optuna.delete_study(study_name=name, storage=storage)
+            deleted = "; ".join(diffs[:4]) if diffs else "asked for"
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.RandomSampler(0),
+    )
+    stored = study.user_attrs.get(ATTR_SETTINGS)
+    if stored is None:
+        study.set_user_attr(ATTR_SETTINGS, settings)
+    elif diffs := settings_diff(stored, settings):
+        raise MlplabError(
+            f"study {name!r} in {redact(url)} was started with other settings "
+            f"({'; '.join(diffs[:4])}); use the same recipe and options, another "
+            "--study, or --restart changed to replace it"
+        )
+    return study, deleted
+
+
+def best_trial(study: Any) -> Any:
+    """The COMPLETE, non-diverged trial of highest score (earliest on ties), or ``None``.
+
+    When fine trials train differently from coarse ones (other settings or repeats, so
+    their scores are not comparable) and some exist, only they are candidates.
+    """
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and STAGE in t.user_attrs and not t.user_attrs.get("diverged")
+    ]
+    space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
+    differs = bool(space.get("fine_set")) or space.get("fine_repeats", 1) != space.get("repeats", 1)
+    fine = [t for t in done if t.user_attrs[STAGE] == "fine"]
+    done = fine if fine and differs else done
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
+def best_overrides(study: str, storage: str | None = None) -> dict[str, str]:
+    """The best trial's searched fields as ``--set`` text, e.g. ``{"lam": "0.00123"}``.
+
+    ``storage`` defaults to ``sqlite:///runs/<study>/study.db`` (the default ``--out``).
+    """
+    url = storage or default_storage(Path("runs") / check_study_name(study))
+    st = open_storage(url, must_exist=True)
+    try:
+        with storage_errors(url):
+            try:
+                t = best_trial(optuna.load_study(study_name=study, storage=st))
+            except KeyError:
+                have = ", ".join(optuna.get_all_study_names(st)) or "none"
+                raise MlplabError(
+                    f"no study {study!r} in {redact(url)} (studies there: {have})"
+                ) from None
+    finally:
+        st.engine.dispose()
+    if t is None:
+        raise MlplabError(f"study {study!r} in {redact(url)} has no finished trial yet")
+    return {str(k): str(v) for k, v in t.user_attrs["overrides"].items()}
