@@ -100,6 +100,24 @@ def test_binary_batch_wrong_record_size(tmp_path):
     _fails(tmp_path, _train(tmp_path, d), "test_batch.bin", "record size")
 
 
+def test_sparse_huge_binary_batch_is_refused_unread(tmp_path):
+    """A 30 GB sparse file whose size is a multiple of 3073: refused by its size alone."""
+    d = tmp_path / "cifar-10-batches-bin"
+    write_bin(d)
+    with open(d / "data_batch_4.bin", "wb") as f:
+        f.truncate(3073 * 10_000_000)  # sparse: takes no disk space
+    _fails(tmp_path, _train(tmp_path, d), "data_batch_4.bin", "10000000 images, more than")
+
+
+def test_empty_test_batch(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    write_py(d)
+    (d / "test_batch").write_bytes(
+        pickle.dumps({b"labels": [], b"data": np.zeros((0, 3072), np.uint8)})
+    )
+    _fails(tmp_path, _train(tmp_path, d), "test set is empty")
+
+
 def test_pickle_batch_missing_keys(tmp_path):
     d = tmp_path / "cifar-10-batches-py"
     write_py(d)
@@ -233,6 +251,36 @@ def test_model_with_pickled_object_is_refused(tmp_path, model, good_data):
     _fails(tmp_path, _eval(model, good_data), "m.npz")
 
 
+def _rewrite_layers(path: Path, change) -> None:
+    j = path.with_suffix(".json")
+    meta = json.loads(j.read_text())
+    meta["layers"] = change(meta["layers"])
+    j.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda layers: {"a": layers[0]}, "'layers' must be a list of objects"),
+        (lambda layers: [1, 2, 3], "'layers' must be a list of objects"),
+        (lambda layers: [{**layers[0], "d_out": 10**9}, *layers[1:]], "invalid layer sizes"),
+        (lambda layers: [{**layers[0], "d_out": 400_000}, *layers[1:]], "bytes of weights"),
+    ],
+    ids=["layers-a-dict", "entries-not-objects", "d_out-1e9", "larger-than-the-file"],
+)
+def test_model_description_is_checked_before_allocating(
+    tmp_path, model, good_data, change, pattern
+):
+    _rewrite_layers(model, change)
+    _fails(tmp_path, _eval(model, good_data), pattern)
+
+
+def test_model_with_other_input_size(tmp_path, good_data):
+    net = Network.build(20, [4], 10, rng=np.random.default_rng(0))
+    save_network(tmp_path / "m20", net, np.zeros(20), np.ones(20), tuple("abcdefghij"))
+    _fails(tmp_path, _eval(tmp_path / "m20", good_data), "takes 20 inputs, the data has 3072")
+
+
 def test_model_file_missing(tmp_path, good_data):
     _fails(tmp_path, _eval(tmp_path / "none", good_data), "not found")
 
@@ -262,6 +310,21 @@ def test_unwritable_out_dir(tmp_path, good_data):
         ["train", "--recipe", "assignment2/ex3", "--data", str(good_data), "--out", str(target)],
         "cannot write to output directory",
     )
+
+
+@pytest.mark.parametrize(("name", "make"), [("checkpoints", "file"), ("model.npz", "dir")])
+def test_out_holds_a_file_where_a_directory_goes(tmp_path, good_data, name, make):
+    """Found before training, not after it (the run would have been lost)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    target = out / name
+    target.mkdir() if make == "dir" else target.write_bytes(OLD)
+    args = ["train", "--recipe", "assignment2/ex3", "--data", str(good_data), "--out", str(out)]
+    args += ["--quiet", "--set", "split=2/1", "--set", "batch_size=1", "--set", "n_s=2"]
+    _fails(tmp_path, args, str(target), "choose another --out")
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == [
+        name
+    ]  # the lock file stays
 
 
 def test_finished_run_is_not_overwritten(tmp_path, good_data):

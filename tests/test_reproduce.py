@@ -29,11 +29,39 @@ def _reproduce_quick(out: Path, data: Path) -> None:
     assert r.exit_code == 0, r.output
 
 
+HOSTILE = 'a<img src=x onerror=alert(1)>[x](y"onfocus="alert(2))'
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, real_data_dir) -> Path:
-    out = tmp_path_factory.mktemp("reproduce") / "out"
-    _reproduce_quick(out, real_data_dir)
+    """The quick reproduction, read from a data folder with a hostile name (links inside)."""
+    base = tmp_path_factory.mktemp("reproduce")
+    data = base / HOSTILE
+    data.mkdir()
+    for part in ("train", "test"):
+        (data / part).symlink_to((real_data_dir / part).resolve(), target_is_directory=True)
+    out = base / "out"
+    _reproduce_quick(out, data)
     return out
+
+
+def test_hostile_data_folder_name_makes_no_markup(report):
+    """The folder name appears in the report as text: no element or attribute comes of it."""
+    from html.parser import HTMLParser
+
+    seen: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            seen.append((tag, attrs))
+
+    page = (report / "index.html").read_text()
+    Collect().feed(page)
+    attrs = {name for _tag, a in seen for name, _v in a}
+    assert not attrs & {"onerror", "onfocus"}
+    assert not [a for tag, a in seen if tag == "img" and not dict(a)["src"].startswith("data:")]
+    assert not [a for tag, a in seen if tag == "a" and dict(a).get("href") == "y"]
+    assert "a&lt;img src=x onerror=alert(1)&gt;[x](y&quot;onfocus=&quot;alert(2))" in page
 
 
 def test_report_files_and_references(report):

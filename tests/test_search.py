@@ -535,7 +535,9 @@ def test_repeats_train_consecutive_seeds_and_average(tmp_path: Path) -> None:
     assert attrs["val_accuracies"] == expected
     assert value == pytest.approx(np.mean(expected), abs=1e-12)
     assert attrs["val_sd"] == pytest.approx(np.std(expected, ddof=1), abs=1e-12)
-    one, v1 = train_seeds(apply_overrides(cfg, {"lam": "0.01"}), tmp_path)  # one training: the recipe's seed
+    one, v1 = train_seeds(
+        apply_overrides(cfg, {"lam": "0.01"}), tmp_path
+    )  # one training: the recipe's seed
     assert v1 == expected[0] and "seeds" not in one and "val_sd" not in one
     diverge = {"schedule": "constant", "eta": "1e6", "epochs": "2", "lam": "0"}
     bad, v = train_seeds(apply_overrides(cfg, diverge), tmp_path, 2)

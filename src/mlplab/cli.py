@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from mlplab import __version__
-from mlplab.clitools import friendly
+from mlplab.clitools import finite, friendly, main_entry
 from mlplab.errors import MlplabError
 
 _friendly = friendly()
@@ -197,7 +197,11 @@ def evaluate(
     raw = load_cifar10(data, progress=not as_json)
     x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
     probs, accs = [], []
-    for m in loaded:
+    for path, m in zip(models, loaded, strict=True):
+        if m.network.d_in != x.shape[1]:
+            raise MlplabError(
+                f"model {path} takes {m.network.d_in} inputs, the data has {x.shape[1]} per image"
+            )
         if tuple(m.classes) != tuple(raw.classes):
             raise MlplabError(f"model classes {m.classes} differ from the data's {raw.classes}")
         p = m.network.predict_proba(m.preprocess(x))
@@ -238,10 +242,13 @@ def evaluate(
     "--drop-prob",
     type=float,
     default=0.0,
+    callback=finite(0, 1),
     show_default=True,
     help="Dropout after hidden layers (mask frozen during the check).",
 )
-@click.option("--lam", type=float, default=0.01, show_default=True, help="L2 weight λ.")
+@click.option(
+    "--lam", type=float, default=0.01, callback=finite(0), show_default=True, help="L2 weight λ."
+)
 @click.option(
     "--samples",
     "-n",
@@ -262,7 +269,13 @@ def evaluate(
     "--init", type=click.Choice(["course", "he", "xavier"]), default="he", show_default=True
 )
 @click.option(
-    "--h", "step", type=float, default=1e-5, show_default=True, help="Finite-difference step."
+    "--h",
+    "step",
+    type=float,
+    default=1e-5,
+    callback=finite(0, 1, low_open=True),
+    show_default=True,
+    help="Finite-difference step.",
 )
 @click.option(
     "--method",
@@ -402,13 +415,27 @@ def sensitivity(
     "lr_min",
     type=float,
     default=1e-5,
+    callback=finite(0, low_open=True),
     show_default=True,
     help="Learning rate at the start.",
 )
 @click.option(
-    "--max", "lr_max", type=float, default=0.5, show_default=True, help="Learning rate at the end."
+    "--max",
+    "lr_max",
+    type=float,
+    default=0.5,
+    callback=finite(0, low_open=True),
+    show_default=True,
+    help="Learning rate at the end.",
 )
-@click.option("--epochs", type=float, default=8.0, show_default=True, help="Length of the test.")
+@click.option(
+    "--epochs",
+    type=float,
+    default=8.0,
+    callback=finite(0, low_open=True),
+    show_default=True,
+    help="Length of the test.",
+)
 @click.option(
     "--mode",
     type=click.Choice(["linear", "exp"]),
@@ -582,7 +609,7 @@ cli.add_command(_search)
 
 def main() -> None:
     """Entry point of the ``mlplab`` command."""
-    cli()
+    main_entry(cli)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -25,8 +26,9 @@ def friendly(
             try:
                 return fn(*args, **kwargs)
             except MlplabError as e:
-                click.echo(f"error: {e}", err=True)
-                sys.exit(2)
+                code = getattr(e, "exit_code", 2)  # 130: an interruption, not an error
+                click.echo(f"error: {e}" if code == 2 else str(e), err=True)
+                sys.exit(code)
             except KeyboardInterrupt:
                 click.echo(interrupted, err=True)
                 sys.exit(130)
@@ -34,3 +36,42 @@ def friendly(
         return wrapper
 
     return decorate
+
+
+def finite(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False
+) -> Callable[[click.Context, click.Parameter, float], float]:
+    """A click callback: the value must be a finite number in ``[low, high)`` (``(low, high)``
+    with ``low_open``); NaN and infinities are refused (``click.FloatRange`` lets NaN through)."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+        bad = not math.isfinite(value) or (
+            low is not None and (value < low or (low_open and value == low))
+        )
+        if bad or (high is not None and value >= high):
+            lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+            hi = "" if high is None else f"< {high:g}"
+            raise click.BadParameter(
+                f"{value!r} is not a finite number {' and '.join(x for x in (lo, hi) if x)}"
+            )
+        return value
+
+    return check
+
+
+def main_entry(group: click.Group) -> None:
+    """Run ``group`` with click's usage errors as one ``error:`` line (exit status 2)."""
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # `mlplab` alone: the help
+        click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
+    except click.UsageError as e:
+        where = f"{e.ctx.command_path} --help" if e.ctx is not None else "--help"
+        click.echo(f"error: {e.format_message()} (see {where})", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

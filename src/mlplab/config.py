@@ -10,6 +10,7 @@ a field after loading (the value is parsed by the field's type; lists as ``50,50
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,8 @@ from typing import Any, get_type_hints
 from mlplab.errors import ConfigError
 
 SCHEDULES = ("cyclic", "constant", "step", "linear", "cosine")
+#: More weights than this (4 GiB of float32, before gradients and optimiser state) is a typo.
+MAX_WEIGHTS = 10**9
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Config:
     eval_batch: int = 1000
     checkpoint_every: int = 500  # updates between checkpoints (0: only at the end)
     seed: int = 0
+    threads: int = 1  # BLAS threads of training and evaluation (rounding depends on it)
 
     # -- derived quantities -------------------------------------------------------------------
     def resolved_n_s(self, n_train: int) -> int:
@@ -119,6 +123,13 @@ class Config:
                 raise bad(f"{k} must be >= 0, got {v!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise bad(f"hidden sizes must be positive integers, got {self.hidden!r}")
+        widths = [3072, *self.hidden, 10]
+        weights = sum(a * b for a, b in itertools.pairwise(widths))
+        if weights > MAX_WEIGHTS:  # checked before anything is allocated
+            raise bad(
+                f"hidden {self.hidden} makes {weights:.3g} weights ({4 * weights / 2**30:.1f} GiB "
+                f"in float32); at most {MAX_WEIGHTS:.0e} are allowed"
+            )
         if self.batch_size < 1:
             raise bad(f"batch_size must be >= 1, got {self.batch_size}")
         if self.batch_norm and self.batch_size < 2:
@@ -156,6 +167,8 @@ class Config:
         for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every", "early_stop"):
             if getattr(self, k) < 0:
                 raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.threads < 1 or self.threads > 256:
+            raise bad(f"threads (BLAS threads) must be in 1..256, got {self.threads}")
         if self.record_per_cycle < 1 or self.eval_batch < 1:
             raise bad("record_per_cycle and eval_batch must be >= 1")
         if self.dtype not in ("float32", "float64"):
@@ -234,7 +247,10 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {path}")
-        text, label = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, label = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read recipe {path}: {e}") from None
     else:
         res = resources.files("mlplab") / "recipes" / f"{name_or_path}.toml"
         if not res.is_file():
@@ -271,6 +287,13 @@ def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> C
     )
     cfg = Config(**values)
     return apply_overrides(cfg, overrides or {})
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """A configuration from a dict (``run.json``), every value type-checked as in a recipe."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a configuration must be a table, not {type(d).__name__}")
+    return Config(**{k: _coerce(k, v, from_text=False) for k, v in d.items()}).validate()
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:

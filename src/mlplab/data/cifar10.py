@@ -325,6 +325,8 @@ def _assemble(
     classes: tuple[str, ...],
     source: str,
 ) -> RawDataset:
+    if not len(test[1]) or not sum(len(p[1]) for p in parts):
+        raise DataError(f"{source}: the {'test' if not len(test[1]) else 'training'} set is empty")
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     batch = np.concatenate(
@@ -392,6 +394,10 @@ def read_python_batches(directory: str | os.PathLike) -> RawDataset:
 # ------------------------------------------------------------------ binary
 
 
+#: Images in one batch file at most (official: 10,000); a larger file is refused unread.
+MAX_RECORDS = 100_000
+
+
 def _read_bin(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     record = 1 + N_PIXELS
     try:
@@ -400,6 +406,11 @@ def _read_bin(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(
                 f"{path}: wrong record size or truncated file: {size} bytes is not a "
                 f"positive multiple of {record} (1 label byte + 3072 pixel bytes per image)"
+            )
+        if size > MAX_RECORDS * record:  # checked before reading (a sparse file, a mistake)
+            raise DataError(
+                f"{path}: {size // record} images, more than the {MAX_RECORDS} a batch file may "
+                "hold (official batches have 10,000)"
             )
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:

@@ -20,7 +20,8 @@ from mlplab.data.cifar10 import RawDataset
 from mlplab.data.preprocess import Splits, make_splits
 from mlplab.fileio import atomic_write, atomic_write_json
 
-ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "mean", "std")
+#: The test set is left out: a search scores validation accuracy and never looks at it.
+ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
 
 
 def split_key(cfg: Config) -> str:
@@ -58,11 +59,14 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
 
 
 def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
-    """The prepared split of ``cfg`` (pixel arrays memory-mapped, read-only) and a generator
-    in the state that building the split left, as ``run_experiment`` continues with it."""
+    """The prepared split of ``cfg`` (pixel arrays memory-mapped, read-only; an empty test
+    part) and a generator in the state building the split left, as ``run_experiment``
+    continues with it."""
     d = root / split_key(cfg)
     meta = json.loads((d / "meta.json").read_text())
     arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in ARRAYS}
     rng = np.random.default_rng(0)
     rng.bit_generator.state = meta["rng"]
-    return Splits(**arrays, classes=tuple(meta["classes"]), name=meta["name"]), rng
+    empty = np.empty((0, arrays["x_train"].shape[1]), arrays["x_train"].dtype)
+    test = {"x_test": empty, "y_test": np.empty(0, np.int64)}
+    return Splits(**arrays, **test, classes=tuple(meta["classes"]), name=meta["name"]), rng

@@ -53,9 +53,29 @@ def save_network(
     save_model(path, meta, arrays)
 
 
+def _check_layers(path: str | os.PathLike, layers: Any, stored_bytes: int) -> None:
+    """The layer list's shape, and sizes that the stored arrays can hold, before allocating."""
+    if not isinstance(layers, list) or not all(isinstance(s, dict) for s in layers):
+        raise ModelFileError(
+            f"{path}: invalid model description: 'layers' must be a list of objects"
+        )
+    need = 0
+    for spec in layers:
+        dims = [spec.get(k) for k in ("d_in", "d_out", "d") if k in spec]
+        if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 10**6 for d in dims):
+            raise ModelFileError(f"{path}: invalid layer sizes {dims} (integers in 1..1e6)")
+        if spec.get("kind") == "dense" and len(dims) == 2:
+            need += 4 * dims[0] * dims[1]  # at least float32 weights
+    if need > stored_bytes:  # a layer larger than the file's arrays: refuse before np.zeros
+        raise ModelFileError(
+            f"{path}: the layers need {need} bytes of weights, the file holds {stored_bytes}"
+        )
+
+
 def load_network(path: str | os.PathLike) -> SavedModel:
     """Load a model saved by :func:`save_network`, checking names, shapes and dtypes."""
     meta, arrays = load_model_files(path)
+    _check_layers(path, meta.get("layers"), sum(a.nbytes for a in arrays.values()))
     try:
         net = Network.from_spec(meta["layers"], meta["dtype"])
         classes = tuple(str(c) for c in meta["classes"])

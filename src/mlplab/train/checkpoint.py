@@ -2,12 +2,12 @@
 
 A checkpoint of update ``t`` is the pair ``ckpt-<t>.npz`` (network, optimiser
 state, current permutation) and ``ckpt-<t>.json`` (step, generator state,
-history, and the SHA-256 of the ``.npz``). Each file is written atomically
-(temporary file + rename); the ``.json`` is written last and is the commit
-mark: a pair whose ``.json`` is missing, unreadable or names another ``.npz``
-digest is ignored. Older checkpoints are deleted only after a newer one is
-complete, so a process killed at any moment leaves at least one good checkpoint
-(once the first has been written).
+history, the run's identity, the SHA-256 of the ``.npz``, and a SHA-256 of the JSON
+itself). Each file is written atomically (temporary file + rename); the ``.json`` is
+written last and is the commit mark: a pair whose ``.json`` is missing, unreadable,
+edited, or names another ``.npz`` digest is ignored. Older checkpoints are deleted only
+after a newer one is complete, so a process killed at any moment leaves at least one good
+checkpoint (once the first has been written).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from mlplab.errors import ModelFileError
 from mlplab.fileio import atomic_write_bytes, atomic_write_json
 
 FORMAT = "mlplab-checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def _name(step: int) -> str:
@@ -46,15 +46,8 @@ def write_checkpoint(
     faults.maybe_die("checkpoint-start", step)
     atomic_write_bytes(d / f"{_name(step)}.npz", data)
     faults.maybe_die("checkpoint-between", step)
-    atomic_write_json(
-        d / f"{_name(step)}.json",
-        {
-            "format": FORMAT,
-            "format_version": VERSION,
-            "npz_sha256": hashlib.sha256(data).hexdigest(),
-            **meta,
-        },
-    )
+    full = {"format": FORMAT, "format_version": VERSION, "npz_sha256": _sha(data), **meta}
+    atomic_write_json(d / f"{_name(step)}.json", {**full, "sha256": _meta_digest(full)})
     faults.maybe_die("checkpoint-end", step)
     good = sorted(_complete(d), key=lambda x: x[0])
     for old_step, _ in good[:-keep]:
@@ -63,12 +56,24 @@ def write_checkpoint(
     return d / f"{_name(step)}.json"
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """SHA-256 of the JSON part (which holds the arrays' digest): covers both."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    return _sha(json.dumps(body, sort_keys=True, allow_nan=True).encode())
+
+
 def _complete(d: Path) -> list[tuple[int, Path]]:
     """``(step, json path)`` of checkpoints whose ``.json`` parses (digest checked on load)."""
     out = []
     for p in d.glob("ckpt-*.json"):
         try:
             meta = json.loads(p.read_text())
+            if not isinstance(meta, dict):
+                continue
             if meta.get("format") == FORMAT and (p.with_suffix(".npz")).is_file():
                 out.append((int(meta["step"]), p))
         except (OSError, ValueError, KeyError, TypeError):
@@ -85,12 +90,16 @@ def latest_checkpoint(
         return None
     for _, jpath in sorted(_complete(d), key=lambda x: x[0], reverse=True):
         meta = json.loads(jpath.read_text())
-        if int(meta.get("format_version", 0)) > VERSION:
+        version = meta.get("format_version")
+        if isinstance(version, int) and version > VERSION:
             raise ModelFileError(f"{jpath} was written by a newer mlplab")
         data = jpath.with_suffix(".npz").read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("npz_sha256"):
-            continue  # torn or corrupted: fall back to an older one
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        if meta.get("sha256") != _meta_digest(meta) or _sha(data) != meta.get("npz_sha256"):
+            continue  # torn, corrupted or edited: fall back to an older one
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError):  # e.g. an object array: refused without unpickling
+            continue
         return meta, arrays
     return None

@@ -30,7 +30,7 @@ def train_seeds(cfg: Config, root: Path, repeats: int = 1) -> tuple[dict[str, An
 
     wall, base = time.perf_counter(), cfg
     attrs: dict[str, Any] = {}
-    vals, tests, trains, seconds = [], [], [], 0.0
+    vals, trains, seconds = [], [], 0.0
     for r in range(repeats):
         run_cfg = apply_overrides(base, {"seed": str(base.seed + r)})
         splits, rng = load_split(root, run_cfg)
@@ -42,10 +42,9 @@ def train_seeds(cfg: Config, root: Path, repeats: int = 1) -> tuple[dict[str, An
         seconds += trainer.seconds
         vals.append(float(m["val_accuracy"]))
         trains.append(float(m["train_accuracy"]))
-        tests.append(float(m["test_accuracy"]))
     value = 0.0 if "diverged" in attrs else float(np.mean(vals))
     if vals:
-        attrs.update(train_accuracy=float(np.mean(trains)), test_accuracy=float(np.mean(tests)))
+        attrs["train_accuracy"] = float(np.mean(trains))
     if repeats > 1:
         attrs.update(seeds=[base.seed + r for r in range(repeats)], val_accuracies=vals)
         if len(vals) == repeats:

@@ -6,24 +6,29 @@ Writes into the output directory ``results.json``, ``curves.png`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import platform
+import shlex
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlplab import __version__, faults
-from mlplab.config import Config
+from mlplab.config import Config, config_from_dict
 from mlplab.data import RawDataset, Splits, load_cifar10, locate_data, make_splits
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
+from mlplab.machine import blas_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
-from mlplab.report.plots import plot_curves
 from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
+from mlplab.train.rundir import check_layout, clear_checkpoints, owned, run_identity
 from mlplab.train.trainer import Trainer
 
 
@@ -99,8 +104,9 @@ def train_on_splits(
     """Build and train the network of ``cfg`` on ``splits``; return it, its trainer and metrics."""
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     trainer = Trainer(net, cfg, rng, progress=progress)
-    trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    return net, trainer, final_metrics(net, cfg, splits)
+    with blas_threads(cfg.threads):
+        trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        return net, trainer, final_metrics(net, cfg, splits)
 
 
 def run_experiment(
@@ -122,6 +128,50 @@ def run_experiment(
     uninterrupted one.
     """
     out = Path(out_dir) if resume else prepare_out_dir(out_dir, overwrite=overwrite)
+    with owned(out), _signals() as stop:
+        try:
+            return _run(cfg, out, data_dir, raw, progress, resume, stop)
+        except OSError as e:  # a full disk, an I/O error: the last good checkpoint is kept
+            where = e.filename or out
+            raise MlplabError(
+                f"cannot write {where}: {e.strerror or e}; the last good checkpoint is kept: "
+                f"free space and continue with: mlplab train --resume {shlex.quote(str(out))}"
+            ) from None
+
+
+class RunInterrupted(MlplabError):
+    """SIGINT or SIGTERM during a run: a checkpoint of the current update was written."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[list[int]]:
+    """Catch SIGINT and SIGTERM while the block runs (main thread only): the signal numbers
+    land in the yielded list, and the training loop stops at the next update."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    old = {
+        s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _run(
+    cfg: Config,
+    out: Path,
+    data_dir: str | os.PathLike | None,
+    raw: RawDataset | None,
+    progress: bool,
+    resume: bool,
+    stop: list[int],
+) -> dict[str, Any]:
     wall = time.perf_counter()
     source_dir: str | None = None
     if raw is None:
@@ -134,27 +184,41 @@ def run_experiment(
     n = splits.x_train.shape[0]
     total = cfg.total_updates(n)
     ckpt_dir = out / "checkpoints"
+    identity = run_identity(config_hash(cfg), raw)
 
     def checkpoint(tr: Trainer) -> None:
-        if tr.step == total or (cfg.checkpoint_every and tr.step % cfg.checkpoint_every == 0):
-            write_checkpoint(ckpt_dir, *tr.state())
+        due = tr.step == total or (cfg.checkpoint_every and tr.step % cfg.checkpoint_every == 0)
+        if due or stop:
+            meta, arrays = tr.state()
+            write_checkpoint(ckpt_dir, {**meta, "run": identity}, arrays)
         faults.maybe_die("update", tr.step)
+        if stop:
+            raise RunInterrupted(
+                f"interrupted at update {tr.step} of {total} (checkpoint written); continue "
+                f"with: mlplab train --resume {shlex.quote(str(out))}"
+            )
 
     trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
     trainer.check_data(splits.x_train)
+    check_layout(out)
     if not resume:  # only now, with everything validated, does the run write anything
+        clear_checkpoints(ckpt_dir)  # an earlier run's checkpoints are not this run's
         atomic_write_json(
             out / "run.json",
             {"config": cfg.to_dict(), "data_dir": source_dir, "mlplab_version": __version__},
         )
     if resume:
+        clear_checkpoints(ckpt_dir, temporary_only=True)  # left by a killed write
         found = latest_checkpoint(ckpt_dir)
         if found is not None:
-            trainer.load_state(*found)
-    trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
-    metrics = final_metrics(net, cfg, splits)
+            _load(trainer, found, identity, total, ckpt_dir)
+    with blas_threads(cfg.threads):
+        trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        metrics = final_metrics(net, cfg, splits)
+        ensemble = (
+            snapshot_metrics(net, trainer.snapshots, cfg, splits) if trainer.snapshots else {}
+        )
     summary = trainer.summary(n)
-    ensemble = snapshot_metrics(net, trainer.snapshots, cfg, splits) if trainer.snapshots else {}
     results: dict[str, Any] = {
         "name": cfg.name,
         **metrics,
@@ -170,12 +234,7 @@ def run_experiment(
         "data_source": raw.source,
         "config": resolved_config(cfg, n),
         "mlplab_version": __version__,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
+        "machine": machine_facts(cfg.threads),
         "history": trainer.history,
     }
     save_network(
@@ -192,6 +251,8 @@ def run_experiment(
             splits.classes,
             {"config": cfg.to_dict(), "snapshot": i},
         )
+    from mlplab.report.plots import plot_curves  # matplotlib: only when a run writes figures
+
     plot_curves(
         trainer.history,
         out / "curves.png",
@@ -215,12 +276,36 @@ def resume_experiment(
     if (out / "results.json").is_file():
         raise MlplabError(f"the run in {out} has already finished (results.json exists)")
     try:
-        info = json.loads(run_file.read_text())
-        cfg = Config(**info["config"]).validate()
-    except (ValueError, KeyError, TypeError) as e:
+        info = json.loads(run_file.read_text(encoding="utf-8"))
+        cfg = config_from_dict(info["config"])
+    except (ValueError, KeyError, TypeError, ConfigError) as e:
         raise MlplabError(f"{run_file} is damaged: {e}") from None
     data = data_dir if data_dir is not None else info.get("data_dir")
     return run_experiment(cfg, out, data_dir=data, progress=progress, resume=True)
+
+
+def _load(
+    trainer: Trainer,
+    found: tuple[dict[str, Any], dict[str, np.ndarray]],
+    identity: dict[str, str],
+    total: int,
+    where: Path,
+) -> None:
+    """Restore a checkpoint into ``trainer`` if it is this run's and makes sense."""
+    meta, arrays = found
+    if meta.get("run") != identity:
+        raise MlplabError(
+            f"the checkpoint of update {meta.get('step')} in {where} belongs to another run "
+            "(other configuration or data); resume with the run's own data, or start afresh "
+            "with --overwrite"
+        )
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total:
+        raise MlplabError(f"the checkpoint in {where} is damaged: update {step!r} of {total}")
+    try:
+        trainer.load_state(meta, arrays)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise MlplabError(f"the checkpoint in {where} is damaged: {e}") from None
 
 
 def _pct(x: float | None) -> str:

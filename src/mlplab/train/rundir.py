@@ -1,0 +1,90 @@
+"""A run directory: one owner at a time, and checkpoints that belong to its run.
+
+* :func:`owned` holds an exclusive lock (``filelock``) on ``DIR/.lock`` for the life of a
+  ``train`` or ``--resume``; a second process gets ``error: DIR is in use by process N``.
+  The lock is the kernel's (``flock``): a killed owner releases it.
+* :func:`run_identity` names a run by its configuration's content hash and its data's
+  fingerprint; every checkpoint records it, and ``--resume`` refuses a checkpoint of another
+  run (an old run left in ``--out``, or other data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.data import RawDataset
+from mlplab.errors import MlplabError
+
+
+@contextlib.contextmanager
+def owned(out: Path) -> Iterator[None]:
+    """Hold the lock of run directory ``out`` (which must exist) while the block runs."""
+    from filelock import FileLock, Timeout
+
+    lock, owner = FileLock(str(out / ".lock"), timeout=0), out / ".owner"
+    try:
+        lock.acquire()
+    except Timeout:
+        pid = owner.read_text().strip() if owner.is_file() else "?"
+        raise MlplabError(f"{out} is in use by process {pid}; wait for it to finish") from None
+    try:
+        owner.write_text(f"{os.getpid()}\n")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def data_fingerprint(raw: RawDataset) -> str:
+    """A digest of the data set: its sizes, all labels and every 997th image (cheap)."""
+    h = hashlib.blake2b(digest_size=12)
+    for a in (raw.y_train, raw.y_test, raw.x_train[::997], raw.x_test[::997]):
+        arr = np.ascontiguousarray(a)
+        h.update(f"{arr.shape}{arr.dtype}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def run_identity(config_hash: str, raw: RawDataset) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: configuration hash and data fingerprint."""
+    return {"config_hash": config_hash, "data": data_fingerprint(raw)}
+
+
+def clear_checkpoints(directory: Path, *, temporary_only: bool = False) -> None:
+    """Remove every checkpoint of an earlier run and every temporary file of a killed write
+    (only the latter with ``temporary_only``)."""
+    if directory.is_dir():
+        for p in directory.iterdir():
+            temp = p.name.startswith(".ckpt-") and p.name.endswith(".tmp")
+            if p.is_file() and (temp or (p.name.startswith("ckpt-") and not temporary_only)):
+                p.unlink()
+
+
+#: What a run writes, and whether each is a directory: checked before training starts.
+LAYOUT = {
+    "checkpoints": True,
+    "run.json": False,
+    "results.json": False,
+    "curves.png": False,
+    "model.npz": False,
+    "model.json": False,
+}
+
+
+def check_layout(out: Path) -> None:
+    """Refuse a run directory where a file the run will write is a directory, or the other
+    way round (found only after training otherwise)."""
+    for name, is_dir in LAYOUT.items():
+        p = out / name
+        if p.exists() and p.is_dir() != is_dir:
+            kind = "file" if is_dir else "directory"
+            raise MlplabError(
+                f"{p} is a {kind}; the run writes a {'directory' if is_dir else 'file'} "
+                "there: remove it or choose another --out"
+            )

@@ -1,0 +1,214 @@
+"""Run directories: one owner, checkpoints that belong to their run, faults and signals.
+
+Every case here broke on the previous main: a stale checkpoint resumed into a new run, two
+processes on one --out, an edited checkpoint or run.json accepted, SIGTERM without a
+checkpoint, a full disk ending in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_resume import RECIPES, _assert_identical, _mlplab, setup  # noqa: F401
+
+B = RECIPES["fused"].replace("lam = 0.01", "lam = 0.05")  # another run: checkpoints at 7, 14
+A = RECIPES["fused"].replace("n_s = 16", "n_s = 100")  # a long one: checkpoint every 7
+
+
+@pytest.fixture(scope="module")
+def runs(setup, tmp_path_factory):  # noqa: F811
+    _root, data, env, _recipes, _refs = setup
+    d = tmp_path_factory.mktemp("rundir")
+    (d / "a.toml").write_text(A)
+    (d / "b.toml").write_text(B)
+    ref_b = d / "ref-b"
+    p = _mlplab(
+        env, "train", "--recipe", str(d / "b.toml"), "--data", str(data), "--out", str(ref_b)
+    )
+    assert p.returncode == 0, p.stderr
+    return d, data, env, ref_b
+
+
+def _train(env, recipe, data, out, **extra_env):
+    args = ["train", "--recipe", str(recipe), "--data", str(data), "--out", str(out)]
+    return _mlplab({**env, **extra_env}, *args)
+
+
+def test_new_run_clears_an_old_runs_checkpoints(runs, tmp_path):
+    d, data, env, ref_b = runs
+    out = tmp_path / "out"
+    p = _train(env, d / "a.toml", data, out, MLPLAB_KILL_AT="update:30")  # leaves ckpt-28
+    assert p.returncode == -signal.SIGKILL
+    saved = sorted((out / "checkpoints").glob("ckpt-*"))
+    assert [c.name for c in saved] == ["ckpt-000000028.json", "ckpt-000000028.npz"]
+    kept = tmp_path / "a-ckpt"
+    shutil.copytree(out / "checkpoints", kept)
+    (out / "checkpoints" / ".ckpt-000000035.npz.abc.tmp").write_bytes(b"torn")  # killed write
+    p = _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:5")  # before B's first
+    assert p.returncode == -signal.SIGKILL
+    assert not list((out / "checkpoints").iterdir())  # A's checkpoint is not B's
+    p = _mlplab(env, "train", "--resume", str(out))
+    assert p.returncode == 0, p.stderr
+    _assert_identical(out, ref_b)
+
+    # a checkpoint of another run planted in the directory is refused, not resumed
+    p = _train(env, d / "b.toml", data, tmp_path / "b2", MLPLAB_KILL_AT="update:9")
+    assert p.returncode == -signal.SIGKILL
+    for f in (tmp_path / "b2" / "checkpoints").iterdir():
+        f.unlink()
+    for f in kept.iterdir():
+        shutil.copy(f, tmp_path / "b2" / "checkpoints" / f.name)
+    p = _mlplab(env, "train", "--resume", str(tmp_path / "b2"))
+    assert p.returncode == 2 and "belongs to another run" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_resume_with_other_data_is_refused(runs, setup, tmp_path):  # noqa: F811
+    from test_resume import write_binary_cifar
+
+    d, data, env, _ref = runs
+    out = tmp_path / "out"
+    p = _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9")
+    assert p.returncode == -signal.SIGKILL
+    other = write_binary_cifar(tmp_path / "other")
+    blob = other / "cifar-10-batches-bin" / "data_batch_1.bin"
+    raw = bytearray(blob.read_bytes())
+    raw[0] = (raw[0] + 1) % 10  # another label: other data of the same shape
+    blob.write_bytes(bytes(raw))
+    p = _mlplab(env, "train", "--resume", str(out), "--data", str(other))
+    assert p.returncode == 2 and "belongs to another run" in p.stderr
+
+
+def _background(env, recipe, data, out):
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlplab.cli",
+        "train",
+        "--recipe",
+        str(recipe),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list((out / "checkpoints").glob("ckpt-*.json")) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    return proc
+
+
+def test_two_processes_on_one_directory(runs, tmp_path):
+    d, data, env, _ref = runs
+    slow = tmp_path / "slow.toml"
+    slow.write_text(A.replace("n_s = 100", "n_s = 2000"))
+    out = tmp_path / "out"
+    proc = _background(env, slow, data, out)
+    try:
+        for args in (
+            [
+                "train",
+                "--recipe",
+                str(d / "b.toml"),
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--overwrite",
+            ],
+            ["train", "--resume", str(out)],
+        ):
+            p = _mlplab(env, *args)
+            assert p.returncode == 2, p.stderr
+            assert (
+                p.stderr.strip() == f"error: {out} is in use by process {proc.pid}; wait "
+                "for it to finish"
+            )
+        assert json.loads((out / "run.json").read_text())["config"]["n_s"] == 2000
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_sigterm_checkpoints_and_resume_is_identical(runs, setup, tmp_path):  # noqa: F811
+    _root, data, env, _recipes, _refs = setup
+    d = runs[0]
+    slow = tmp_path / "slow.toml"
+    slow.write_text(RECIPES["stateful"].replace("n_s = 10", "n_s = 300"))
+    ref = tmp_path / "ref"
+    assert _train(env, slow, data, ref).returncode == 0
+    out = tmp_path / "out"
+    proc = _background(env, slow, data, out)
+    proc.send_signal(signal.SIGTERM)
+    _stdout, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("interrupted at update ") and line.endswith(
+        f"(checkpoint written); continue with: mlplab train --resume {out}"
+    )
+    step = int(line.split()[3])
+    assert (out / "checkpoints" / f"ckpt-{step:09d}.json").is_file()
+    assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
+    _assert_identical(out, ref)
+    assert d.is_dir()
+
+
+def test_full_disk_mid_run_then_resume(runs, tmp_path):
+    d, data, env, ref_b = runs
+    out = tmp_path / "out"
+    p = _train(env, d / "b.toml", data, out, MLPLAB_FAIL_AT="checkpoint-start:14")
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"error: cannot write checkpoint of update 14: No space left on device; the last good "
+        f"checkpoint is kept: free space and continue with: mlplab train --resume {out}"
+    ]
+    assert [c.name for c in (out / "checkpoints").glob("*.json")] == ["ckpt-000000007.json"]
+    assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
+    _assert_identical(out, ref_b)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: [m],  # top-level list
+        lambda m: {**m, "format_version": "abc"},
+        lambda m: {**m, "history": 5},
+        lambda m: {**m, "step": 10**9},
+        lambda m: {**m, "step": -5},
+        lambda m: {**m, "rng_state": {"bit_generator": "nope"}},
+    ],
+)
+def test_edited_checkpoint_json_is_not_used(runs, tmp_path, edit):
+    """The JSON is covered by the checkpoint's hash: an edited one is ignored (the run then
+    resumes from its start) and the run still ends bit-identical."""
+    d, data, env, ref_b = runs
+    out = tmp_path / "out"
+    p = _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9")
+    assert p.returncode == -signal.SIGKILL
+    path = out / "checkpoints" / "ckpt-000000007.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    p = _mlplab(env, "train", "--resume", str(out))
+    assert p.returncode == 0, p.stderr
+    _assert_identical(out, ref_b)
+
+
+@pytest.mark.parametrize(("key", "value"), [("seed", 1.5), ("hidden", "16"), ("lam", "x")])
+def test_edited_run_json_is_refused(runs, tmp_path, key, value):
+    d, data, env, _ref = runs
+    out = tmp_path / "out"
+    assert _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9").returncode < 0
+    info = json.loads((out / "run.json").read_text())
+    info["config"][key] = value
+    (out / "run.json").write_text(json.dumps(info))
+    p = _mlplab(env, "train", "--resume", str(out))
+    assert p.returncode == 2
+    assert p.stderr.startswith(f"error: {out / 'run.json'} is damaged: recipe key '{key}' expects")
