@@ -18,9 +18,7 @@ row-major 32x32).  Decoded arrays are cached (:mod:`mlplab.data.cache`).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import pickle
 import shutil
 import tarfile
 import tempfile
@@ -33,6 +31,7 @@ import numpy as np
 
 from mlplab.data import cache as _cache
 from mlplab.data import folder as _folder
+from mlplab.data.pickles import unpickle as _unpickle
 from mlplab.errors import DataError
 
 #: Where the official Python version of CIFAR-10 is downloaded from.
@@ -215,73 +214,6 @@ def download_cifar10(cache_dir: str | os.PathLike | None = None, *, progress: bo
 
 
 # ------------------------------------------------------------- python pickles
-
-
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-    allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-    }
-    for mod in ("numpy.core", "numpy._core"):
-        allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer
-    return allowed
-
-
-def _latin1_encode(obj: object, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-    """``_codecs.encode`` as pickle protocol 2 uses it for bytes: latin-1 only."""
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("_codecs.encode is allowed only to latin-1 encode a str")
-    return obj.encode("latin-1")
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that can build only numpy arrays, dtypes and plain containers.
-
-    Any other global (``os.system``, ``builtins.eval``, ...) raises
-    :class:`DataError` before it can be called.
-    """
-
-    _allowed: dict[tuple[str, str], Any] | None = None
-
-    def __init__(self, file: io.BufferedIOBase, path: Path) -> None:
-        super().__init__(file, encoding="bytes")
-        self._path = path
-        if _RestrictedUnpickler._allowed is None:
-            _RestrictedUnpickler._allowed = _numpy_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = (self._allowed or {}).get((module, name))
-        if obj is None:
-            raise DataError(
-                f"{self._path}: refusing to unpickle global {module}.{name} "
-                "(a CIFAR-10 batch holds only numpy arrays, lists, ints and bytes)"
-            )
-        return obj
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise DataError(f"{self._path}: refusing to unpickle a persistent id")
-
-
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            obj = _RestrictedUnpickler(fh, path).load()
-    except DataError:
-        raise
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except Exception as exc:  # anything a malformed pickle can raise
-        raise DataError(f"{path}: not a valid CIFAR-10 python batch ({exc})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a dict, found {type(obj).__name__}")
-    return obj
 
 
 def _get(d: dict, key: str, path: Path) -> Any:
