@@ -132,6 +132,14 @@ def _folder_with(tmp_path, name, writer):
     return root
 
 
+def test_folder_class_is_a_symlink_loop(tmp_path):
+    root = tmp_path / "imgs"
+    write_folder(root)
+    for part in ("train", "test"):
+        os.symlink("loopy", root / part / "loopy")  # a link to itself
+    _fails(tmp_path, _train(tmp_path, root), "Too many levels of symbolic links", "loopy")
+
+
 def test_folder_non_image_file(tmp_path):
     root = _folder_with(tmp_path, "notes.txt", lambda p: p.write_text("hi"))
     _fails(tmp_path, _train(tmp_path, root), "notes.txt")

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_resume import RECIPES, _assert_identical, _mlplab, setup  # noqa: F401
@@ -212,3 +213,73 @@ def test_edited_run_json_is_refused(runs, tmp_path, key, value):
     p = _mlplab(env, "train", "--resume", str(out))
     assert p.returncode == 2
     assert p.stderr.startswith(f"error: {out / 'run.json'} is damaged: recipe key '{key}' expects")
+
+
+def _rewrite_checkpoint(ckpt_dir: Path, change) -> None:
+    """Change a checkpoint's arrays and write it again with fresh, valid digests."""
+    from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
+
+    meta, arrays = latest_checkpoint(ckpt_dir)
+    change(arrays)
+    body = {
+        k: v
+        for k, v in meta.items()
+        if k not in ("format", "format_version", "npz_sha256", "sha256")
+    }
+    write_checkpoint(ckpt_dir, body, arrays)
+
+
+def test_checkpoint_with_valid_digests_but_a_bad_permutation(runs, tmp_path):
+    d, data, env, _ref = runs
+    out = tmp_path / "out"
+    assert _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9").returncode < 0
+
+    def bad(arrays):
+        arrays["perm"][0] = 10**6  # np.take(mode="clip") would silently use the last row
+
+    _rewrite_checkpoint(out / "checkpoints", bad)
+    p = _mlplab(env, "train", "--resume", str(out))
+    assert p.returncode == 2 and "'perm' is not a permutation" in p.stderr
+
+
+def test_checkpoint_with_valid_digests_but_an_object_array_is_not_loaded(runs, tmp_path):
+    import numpy as np
+
+    d, data, env, ref_b = runs
+    out = tmp_path / "out"
+    assert _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9").returncode < 0
+    _rewrite_checkpoint(
+        out / "checkpoints", lambda a: a.__setitem__("perm", np.array([{}], object))
+    )
+    p = _mlplab(env, "train", "--resume", str(out))  # never unpickled: the run starts again
+    assert p.returncode == 0, p.stderr
+    _assert_identical(out, ref_b)
+
+
+def test_a_start_that_fails_leaves_out_as_it_was(runs, tmp_path):
+    """An unfinished run A in --out; run B starts there and diverges at once: A's run.json
+    and checkpoint are back, byte for byte, and A resumes to the end."""
+    d, data, env, _ref = runs
+    out = tmp_path / "out"
+    assert _train(env, d / "a.toml", data, out, MLPLAB_KILL_AT="update:30").returncode < 0
+
+    def files() -> dict[Path, bytes]:  # (the lock's own bookkeeping aside)
+        skip = {".lock", ".owner"}
+        return {
+            p.relative_to(out): p.read_bytes()
+            for p in out.rglob("*")
+            if p.is_file() and p.name not in skip
+        }
+
+    before = files()
+    bad = tmp_path / "diverges.toml"
+    bad.write_text(
+        B.replace("n_s = 16\ncycles = 1\n", 'schedule = "constant"\neta = 1e9\nepochs = 2\n')
+    )
+    p = _train(env, bad, data, out)
+    assert p.returncode == 2 and "non-finite" in p.stderr, p.stderr
+    assert files() == before
+    ref_a = tmp_path / "ref-a"
+    assert _train(env, d / "a.toml", data, ref_a).returncode == 0
+    assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
+    _assert_identical(out, ref_a)

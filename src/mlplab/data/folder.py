@@ -99,9 +99,17 @@ def scan_image_folder(root: str | os.PathLike) -> FolderIndex:
     """List the images of ``root/train/<class>/*`` and ``root/test/<class>/*``.
 
     Raises :class:`DataError` if a split folder is missing or empty, a class
-    folder is empty, or ``train`` and ``test`` have different class folders.
+    folder is empty, or ``train`` and ``test`` have different class folders, and on any
+    error of the file system (a symlink loop, a folder it may not read).
     """
-    root = Path(root)
+    try:
+        return _scan(Path(root))
+    except OSError as e:
+        where = e.filename or root
+        raise DataError(f"cannot read image folder {root}: {e.strerror or e} ({where})") from None
+
+
+def _scan(root: Path) -> FolderIndex:
     dirs = {}
     for split in ("train", "test"):
         d = root / split

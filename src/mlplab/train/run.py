@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import threading
 import time
@@ -28,7 +29,13 @@ from mlplab.machine import blas_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
-from mlplab.train.rundir import check_layout, clear_checkpoints, owned, run_identity
+from mlplab.train.rundir import (
+    PreviousRun,
+    check_layout,
+    clear_checkpoints,
+    owned,
+    run_identity,
+)
 from mlplab.train.trainer import Trainer
 
 
@@ -129,14 +136,20 @@ def run_experiment(
     """
     out = Path(out_dir) if resume else prepare_out_dir(out_dir, overwrite=overwrite)
     with owned(out), _signals() as stop:
-        try:
-            return _run(cfg, out, data_dir, raw, progress, resume, stop)
-        except OSError as e:  # a full disk, an I/O error: the last good checkpoint is kept
-            where = e.filename or out
-            raise MlplabError(
-                f"cannot write {where}: {e.strerror or e}; the last good checkpoint is kept: "
-                f"free space and continue with: mlplab train --resume {shlex.quote(str(out))}"
-            ) from None
+        return _run(cfg, out, data_dir, raw, progress, resume, stop)
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """A full disk or an I/O error while writing becomes one error line; the last good
+    checkpoint is kept (writes are atomic)."""
+    try:
+        yield
+    except OSError as e:
+        raise MlplabError(
+            f"cannot write {e.filename or out}: {e.strerror or e}; the last good checkpoint is "
+            f"kept: free space and continue with: mlplab train --resume {shlex.quote(str(out))}"
+        ) from None
 
 
 class RunInterrupted(MlplabError):
@@ -190,7 +203,10 @@ def _run(
         due = tr.step == total or (cfg.checkpoint_every and tr.step % cfg.checkpoint_every == 0)
         if due or stop:
             meta, arrays = tr.state()
-            write_checkpoint(ckpt_dir, {**meta, "run": identity}, arrays)
+            with _writing(out):
+                write_checkpoint(ckpt_dir, {**meta, "run": identity}, arrays)
+            if previous is not None:
+                previous.commit()
         faults.maybe_die("update", tr.step)
         if stop:
             raise RunInterrupted(
@@ -201,19 +217,27 @@ def _run(
     trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
     trainer.check_data(splits.x_train)
     check_layout(out)
+    previous = None
     if not resume:  # only now, with everything validated, does the run write anything
-        clear_checkpoints(ckpt_dir)  # an earlier run's checkpoints are not this run's
+        previous = PreviousRun(out)  # an earlier run's checkpoints are not this run's
         atomic_write_json(
             out / "run.json",
             {"config": cfg.to_dict(), "data_dir": source_dir, "mlplab_version": __version__},
         )
     if resume:
         clear_checkpoints(ckpt_dir, temporary_only=True)  # left by a killed write
+        shutil.rmtree(out / ".previous", ignore_errors=True)  # replaced by the run resumed
         found = latest_checkpoint(ckpt_dir)
         if found is not None:
-            _load(trainer, found, identity, total, ckpt_dir)
+            _load(trainer, found, identity, total, n, ckpt_dir)
+    try:
+        with blas_threads(cfg.threads):
+            trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    except BaseException:
+        if previous is not None:
+            previous.restore()  # failed before its first checkpoint: --out as it was
+        raise
     with blas_threads(cfg.threads):
-        trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
         metrics = final_metrics(net, cfg, splits)
         ensemble = (
             snapshot_metrics(net, trainer.snapshots, cfg, splits) if trainer.snapshots else {}
@@ -237,28 +261,29 @@ def _run(
         "machine": machine_facts(cfg.threads),
         "history": trainer.history,
     }
-    save_network(
-        out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
-    )
-    for i, snap in enumerate(trainer.snapshots, start=1):
-        snap_net = Network.from_spec(net.spec(), cfg.dtype)
-        snap_net.set_state(snap)
+    with _writing(out):  # the final files
         save_network(
-            out / f"model-snapshot-{i}",
-            snap_net,
-            splits.mean,
-            splits.std,
-            splits.classes,
-            {"config": cfg.to_dict(), "snapshot": i},
+            out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
         )
-    from mlplab.report.plots import plot_curves  # matplotlib: only when a run writes figures
+        for i, snap in enumerate(trainer.snapshots, start=1):
+            snap_net = Network.from_spec(net.spec(), cfg.dtype)
+            snap_net.set_state(snap)
+            save_network(
+                out / f"model-snapshot-{i}",
+                snap_net,
+                splits.mean,
+                splits.std,
+                splits.classes,
+                {"config": cfg.to_dict(), "snapshot": i},
+            )
+        from mlplab.report.plots import plot_curves  # matplotlib: only when a run writes figures
 
-    plot_curves(
-        trainer.history,
-        out / "curves.png",
-        title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
-    )
-    atomic_write_json(out / "results.json", results)
+        plot_curves(
+            trainer.history,
+            out / "curves.png",
+            title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
+        )
+        atomic_write_json(out / "results.json", results)
     return results
 
 
@@ -289,6 +314,7 @@ def _load(
     found: tuple[dict[str, Any], dict[str, np.ndarray]],
     identity: dict[str, str],
     total: int,
+    n_rows: int,
     where: Path,
 ) -> None:
     """Restore a checkpoint into ``trainer`` if it is this run's and makes sense."""
@@ -299,9 +325,19 @@ def _load(
             "(other configuration or data); resume with the run's own data, or start afresh "
             "with --overwrite"
         )
-    step = meta.get("step")
+    step, perm = meta.get("step"), arrays.get("perm")
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total:
         raise MlplabError(f"the checkpoint in {where} is damaged: update {step!r} of {total}")
+    if (
+        perm is None
+        or perm.dtype.kind not in "iu"
+        or perm.ndim != 1
+        or (len(perm) and not np.array_equal(np.sort(perm), np.arange(n_rows)))
+    ):
+        raise MlplabError(
+            f"the checkpoint in {where} is damaged: 'perm' is not a permutation "
+            f"of the {n_rows} training rows"
+        )
     try:
         trainer.load_state(meta, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as e:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,43 @@ def check_layout(out: Path) -> None:
                 f"{p} is a {kind}; the run writes a {'directory' if is_dir else 'file'} "
                 "there: remove it or choose another --out"
             )
+
+
+class PreviousRun:
+    """What a new run replaces (``run.json`` and the checkpoints of an unfinished earlier
+    run), kept aside in ``DIR/.previous`` until the new run's first checkpoint is written.
+
+    A start that fails before then (a divergence, an interrupt, an error) puts it back, so
+    ``--out`` is left as it was; once the new run has a checkpoint, it is deleted.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.kept = out, out / ".previous"
+        shutil.rmtree(self.kept, ignore_errors=True)  # left by a start that was killed
+        self.kept.mkdir()
+        for name in ("run.json", "checkpoints"):
+            if (out / name).exists():
+                os.replace(out / name, self.kept / name)
+        (out / "checkpoints").mkdir()
+        self.open = True
+
+    def commit(self) -> None:
+        """The new run has a checkpoint: the previous one is gone for good."""
+        if self.open:
+            shutil.rmtree(self.kept, ignore_errors=True)
+            self.open = False
+
+    def restore(self) -> None:
+        """Undo the start: the directory as it was before it."""
+        if not self.open:
+            return
+        for name in ("run.json", "checkpoints"):
+            p = self.out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+            if (self.kept / name).exists():
+                os.replace(self.kept / name, p)
+        shutil.rmtree(self.kept, ignore_errors=True)
+        self.open = False
