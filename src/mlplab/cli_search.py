@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -172,21 +173,25 @@ def search(
         repeats=repeats,
         fine_repeats=fine_repeats,
     )
-    res = run_search(
-        recipe,
-        spec=spec,
-        sets=parse_set_options(sets),
-        out=out,
-        storage=storage,
-        study=study,
-        workers=workers,
-        data_dir=data,
-        restart=restart,
-        heartbeat=heartbeat,
-        grace=grace,
-        quiet=quiet,
-        echo=click.echo,
-    )
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: trials FAIL
+    try:
+        res = run_search(
+            recipe,
+            spec=spec,
+            sets=parse_set_options(sets),
+            out=out,
+            storage=storage,
+            study=study,
+            workers=workers,
+            data_dir=data,
+            restart=restart,
+            heartbeat=heartbeat,
+            grace=grace,
+            quiet=quiet,
+            echo=click.echo,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, old)
     print_summary(res.summary)
     click.echo(f"wrote {res.out}/search.md, search.csv, search.png, search.json")
     if res.follow_up:
