@@ -184,49 +184,76 @@ def train(
     help="How several models are combined.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--confusion",
+    "figure",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the confusion-matrix figure (PNG) here.",
+)
 @_friendly
 def evaluate(
-    models: tuple[Path, ...], data: Path | None, part: str, vote: str, as_json: bool
+    models: tuple[Path, ...],
+    data: Path | None,
+    part: str,
+    vote: str,
+    as_json: bool,
+    figure: Path | None,
 ) -> None:
-    """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10."""
+    """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10: overall, per
+    class and as a confusion matrix (rows true class, columns predicted)."""
     from mlplab.data import load_cifar10
     from mlplab.nn.serialize import load_network
-    from mlplab.train.ensemble import combine
+    from mlplab.train.inspect import evaluate_models
 
     loaded = [load_network(m) for m in models]
     raw = load_cifar10(data, progress=not as_json)
     x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
-    probs, accs = [], []
-    for path, m in zip(models, loaded, strict=True):
-        if m.network.d_in != x.shape[1]:
-            raise MlplabError(
-                f"model {path} takes {m.network.d_in} inputs, the data has {x.shape[1]} per image"
-            )
-        if tuple(m.classes) != tuple(raw.classes):
-            raise MlplabError(f"model classes {m.classes} differ from the data's {raw.classes}")
-        p = m.network.predict_proba(m.preprocess(x))
-        probs.append(p)
-        accs.append(float(np.mean(p.argmax(1) == y)))
-    pred = combine(probs, vote)
-    acc = float(np.mean(pred == y))
+    res = {
+        "part": part,
+        **evaluate_models(loaded, x, y, raw.classes, vote, [str(m) for m in models]),
+    }
+    if figure is not None:
+        from mlplab.report.plots import plot_confusion
+
+        plot_confusion(res["confusion"], raw.classes, figure, f"{part} set, {len(y)} images")
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "part": part,
-                    "n": len(y),
-                    "accuracy": acc,
-                    "model_accuracies": accs,
-                    "vote": vote,
-                }
-            )
-        )
+        click.echo(json.dumps(res))
         return
-    for m, a in zip(models, accs, strict=True):
+    for m, a in zip(models, res["model_accuracies"], strict=True):
         click.echo(f"{m}: {100 * a:.2f} %")
     if len(models) > 1:
-        click.echo(f"ensemble of {len(models)} ({vote}): {100 * acc:.2f} %")
-    click.echo(f"{part} accuracy: {100 * acc:.2f} % on {len(y)} images")
+        click.echo(f"ensemble of {len(models)} ({vote}): {100 * res['accuracy']:.2f} %")
+    width = max(len(c) for c in raw.classes)
+    for c, a in zip(raw.classes, res["per_class_accuracy"], strict=True):
+        click.echo(f"  {c:<{width}}  {100 * a:6.2f} %")
+    click.echo(f"{part} accuracy: {100 * res['accuracy']:.2f} % on {len(y)} images")
+    if figure is not None:
+        click.echo(f"wrote {figure}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--top", type=click.IntRange(1), default=3, show_default=True, help="Classes shown per image."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per image.")
+@_friendly
+def predict(model: Path, images: tuple[Path, ...], top: int, as_json: bool) -> None:
+    """Classify image files of any size with a saved model (MODEL: a run directory or its
+    model.npz). Images that are not 32x32 are cropped to their central square and resized
+    with Lanczos resampling; the model's saved standardisation is applied."""
+    from mlplab.nn.serialize import load_network
+    from mlplab.train.inspect import predict_files
+
+    rows = predict_files(load_network(model), images, top)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        shown = ", ".join(f"{c} {100 * p:.1f} %" for c, p in r["top"])
+        click.echo(f"{r['file']}: {shown}")
 
 
 @cli.command()

@@ -147,3 +147,37 @@ def plot_search(
         ax.legend(fontsize=8)
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def plot_confusion(
+    confusion: Sequence[Sequence[int]],
+    classes: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "",
+) -> None:
+    """The confusion matrix as a heat map: rows true class, columns predicted, each cell the
+    share of its row (the count written in it)."""
+    import numpy as np
+
+    c = np.asarray(confusion, dtype=float)
+    share = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * k, 0.8 + 0.55 * k))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                f"{int(c[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (counts; colour: share of the row)")
+    save_figure(fig, path)

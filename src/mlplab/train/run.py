@@ -84,6 +84,18 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
     return metrics
 
 
+def breakdown_on_test(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
+    """Per-class test accuracy and the confusion matrix (rows true class, columns predicted)."""
+    from mlplab.train.inspect import confusion_matrix
+
+    if not len(splits.x_test):
+        return {}
+    pred = net.predict_proba(splits.x_test, cfg.eval_batch).argmax(1)
+    conf = confusion_matrix(splits.y_test, pred, len(splits.classes))
+    per_class = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
+    return {"test_per_class_accuracy": per_class.tolist(), "test_confusion": conf.tolist()}
+
+
 def snapshot_metrics(
     net: Network, snapshots: list[dict[str, np.ndarray]], cfg: Config, splits: Splits
 ) -> dict[str, Any]:
@@ -238,7 +250,7 @@ def _run(
             previous.restore()  # failed before its first checkpoint: --out as it was
         raise
     with blas_threads(cfg.threads):
-        metrics = final_metrics(net, cfg, splits)
+        metrics = {**final_metrics(net, cfg, splits), **breakdown_on_test(net, cfg, splits)}
         ensemble = (
             snapshot_metrics(net, trainer.snapshots, cfg, splits) if trainer.snapshots else {}
         )

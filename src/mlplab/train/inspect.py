@@ -1,0 +1,107 @@
+"""Looking at trained models: evaluation with per-class accuracy and the confusion matrix,
+and prediction on image files of any size.
+
+``evaluate_models`` is what ``mlplab evaluate`` prints; ``predict_files`` what
+``mlplab predict`` prints. Both apply each model's saved preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.errors import DataError, MlplabError
+from mlplab.nn.serialize import SavedModel
+from mlplab.train.ensemble import combine
+
+#: How an image of another size becomes 32x32: the central square crop, then Lanczos
+#: (antialiased) resampling; a 32x32 RGB image is used exactly as it is.
+RESAMPLING = "central square crop, then Pillow's Lanczos resampling to 32x32"
+
+
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """``C[i, j]``: how many images of true class ``i`` were predicted as class ``j``."""
+    return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
+
+
+def evaluate_models(
+    models: Sequence[SavedModel],
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
+    vote: str = "mean",
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy of each model and of their combination (``vote``) on uint8 pixels ``x``.
+
+    Returns ``n``, ``accuracy``, ``model_accuracies``, ``per_class_accuracy`` (true class
+    order) and ``confusion`` (rows: true class, columns: predicted), as plain lists.
+    """
+    names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
+    probs = []
+    for name, m in zip(names, models, strict=True):
+        if m.network.d_in != x.shape[1]:
+            raise MlplabError(
+                f"{name} takes {m.network.d_in} inputs, the data has {x.shape[1]} per image"
+            )
+        if tuple(m.classes) != tuple(classes):
+            raise MlplabError(
+                f"{name}: classes {m.classes} differ from the data's {tuple(classes)}"
+            )
+        probs.append(m.network.predict_proba(m.preprocess(x)))
+    pred = combine(probs, vote)
+    conf = confusion_matrix(y, pred, len(classes))
+    per_class = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
+    return {
+        "n": len(y),
+        "accuracy": float(np.mean(pred == y)),
+        "model_accuracies": [float(np.mean(p.argmax(1) == y)) for p in probs],
+        "vote": vote,
+        "classes": list(classes),
+        "per_class_accuracy": [float(a) for a in per_class],
+        "confusion": conf.tolist(),
+    }
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Any image Pillow reads, as one (3072,) uint8 row in CIFAR order (see :data:`RESAMPLING`)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            if im.size != (32, 32):
+                im = ImageOps.fit(im, (32, 32), method=Image.Resampling.LANCZOS)
+            hwc = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    return hwc.transpose(2, 0, 1).reshape(-1)
+
+
+def predict_files(
+    model: SavedModel, paths: Sequence[str | os.PathLike], top: int = 3
+) -> list[dict[str, Any]]:
+    """For each image file: the predicted class, its probability and the ``top`` classes."""
+    if not 1 <= top <= len(model.classes):
+        raise MlplabError(f"--top must be in 1..{len(model.classes)}, got {top}")
+    if model.network.d_in != 3072:
+        raise MlplabError(f"the model takes {model.network.d_in} inputs, not 32x32 RGB images")
+    x = np.stack([read_image(p) for p in paths])
+    probs = model.network.predict_proba(model.preprocess(x))
+    out = []
+    for path, p in zip(paths, probs, strict=True):
+        order = np.argsort(-p, kind="stable")[:top]
+        best = int(order[0])
+        out.append(
+            {
+                "file": str(Path(path)),
+                "class": model.classes[best],
+                "probability": float(p[best]),
+                "top": [[model.classes[int(i)], float(p[i])] for i in order],
+            }
+        )
+    return out
