@@ -234,6 +234,26 @@ def evaluate(
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onnx", "safetensors"]),
+    required=True,
+    help="onnx (onnxruntime; input raw pixels 0..255) or safetensors (torch.nn.Sequential).",
+)
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="File to write.")
+@_friendly
+def export(model: Path, fmt: str, out: Path) -> None:
+    """Export a saved model (a run directory or its model.npz) with its standardisation, to
+    ONNX or to the safetensors state_dict of the equivalent torch.nn.Sequential."""
+    from mlplab.nn.export import export as run_export
+    from mlplab.nn.serialize import load_network
+
+    click.echo(f"wrote {run_export(load_network(model), fmt, out)}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--top", type=click.IntRange(1), default=3, show_default=True, help="Classes shown per image."
