@@ -58,3 +58,11 @@ def test_recipe_or_space_file_not_utf8(suffix: str, tmp_path: Path) -> None:
 def test_no_arguments_prints_the_help(tmp_path: Path) -> None:
     p = _run([], tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("Usage: ") and "train" in p.stdout
+
+
+def test_error_about_a_name_with_a_newline_is_one_line(tmp_path: Path) -> None:
+    odd = tmp_path / "a\nb"
+    odd.write_text("a file, not a directory")
+    p = _run(["train", "--recipe", "assignment2/ex3", "--out", str(odd)], tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "a\\nb" in p.stderr

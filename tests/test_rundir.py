@@ -77,13 +77,14 @@ def test_resume_with_other_data_is_refused(runs, setup, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     p = _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9")
     assert p.returncode == -signal.SIGKILL
-    other = write_binary_cifar(tmp_path / "other")
-    blob = other / "cifar-10-batches-bin" / "data_batch_1.bin"
-    raw = bytearray(blob.read_bytes())
-    raw[0] = (raw[0] + 1) % 10  # another label: other data of the same shape
-    blob.write_bytes(bytes(raw))
-    p = _mlplab(env, "train", "--resume", str(out), "--data", str(other))
-    assert p.returncode == 2 and "belongs to another run" in p.stderr
+    for at in (0, 5 * 3073 + 100):  # another label; one pixel of image 5 (not sampled)
+        other = write_binary_cifar(tmp_path / f"other{at}")
+        blob = other / "cifar-10-batches-bin" / "data_batch_1.bin"
+        raw = bytearray(blob.read_bytes())
+        raw[at] = (raw[at] + 1) % 10
+        blob.write_bytes(bytes(raw))
+        p = _mlplab(env, "train", "--resume", str(out), "--data", str(other))
+        assert p.returncode == 2 and "belongs to another run" in p.stderr, at
 
 
 def _background(env, recipe, data, out):
@@ -186,6 +187,7 @@ def test_full_disk_mid_run_then_resume(runs, tmp_path):
         lambda m: {**m, "step": 10**9},
         lambda m: {**m, "step": -5},
         lambda m: {**m, "rng_state": {"bit_generator": "nope"}},
+        lambda m: {**m, "format_version": 99},  # not "written by a newer mlplab": edited
     ],
 )
 def test_edited_checkpoint_json_is_not_used(runs, tmp_path, edit):
@@ -283,3 +285,49 @@ def test_a_start_that_fails_leaves_out_as_it_was(runs, tmp_path):
     assert _train(env, d / "a.toml", data, ref_a).returncode == 0
     assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
     _assert_identical(out, ref_a)
+
+
+def test_early_stopping_resumes_bit_identical(runs, tmp_path):
+    """The early-stopping state (best score, its step, the stale count) is checkpointed
+    without keep_best too: a killed run stops at the same update as an uninterrupted one."""
+    _d, data, env, _ref = runs
+    recipe = tmp_path / "es.toml"
+    recipe.write_text(
+        RECIPES["fused"]
+        .replace("n_s = 16", "n_s = 300")
+        .replace("record_every = 4", "record_every = 10\nearly_stop = 3")
+    )
+    ref = tmp_path / "ref"
+    assert _train(env, recipe, data, ref).returncode == 0
+    res = json.loads((ref / "results.json").read_text())
+    assert res["stopped_early"] and res["updates"] < 600
+    kill = res["best_val_step"] + 15  # after the best point, before the stop
+    out = tmp_path / "out"
+    assert _train(env, recipe, data, out, MLPLAB_KILL_AT=f"update:{kill}").returncode < 0
+    assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
+    _assert_identical(out, ref)
+    assert json.loads((out / "results.json").read_text())["best_val_step"] == res["best_val_step"]
+
+
+@pytest.mark.parametrize("value", [123, ["a"], ""])
+def test_run_json_data_dir_is_checked(runs, tmp_path, value):
+    d, data, env, _ref = runs
+    out = tmp_path / "out"
+    assert _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:9").returncode < 0
+    info = json.loads((out / "run.json").read_text())
+    info["data_dir"] = value
+    (out / "run.json").write_text(json.dumps(info))
+    p = _mlplab(env, "train", "--resume", str(out))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"error: {out / 'run.json'} is damaged: data_dir must be a directory name: {value!r}"
+    ]
+
+
+def test_run_directory_that_cannot_be_locked(tmp_path):
+    from mlplab.errors import MlplabError
+    from mlplab.train.rundir import owned
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MlplabError, match="cannot lock run directory"):
+        with owned(tmp_path / "file"):
+            pass

@@ -34,7 +34,13 @@ import optuna
 from mlplab.cli import cli
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.search.space import FineRule, Param, SearchSpec, build_spec, draw, fine_params, smoothed
-from mlplab.search.storage import best_overrides, default_storage, engine_url, open_storage
+from mlplab.search.storage import (
+    best_overrides,
+    default_storage,
+    engine_url,
+    open_storage,
+    sqlite_url,
+)
 
 TINY = ["--set", "split=300/100", "--set", "hidden=8", "--set", "n_s_k=0", "--set", "n_s=10"]
 SPACE = ["--param", "lam=log:1e-4:1"]
@@ -778,8 +784,11 @@ def test_names_lock_cap_and_follow_up_command(
         "--from-study",
         "assignment2-search",
         "--storage",
-        f"sqlite:///{out}/study.db",
+        sqlite_url(out / "study.db"),  # quotes escaped as %27: the URL names exactly the file
     ]
+    from sqlalchemy.engine import make_url
+
+    assert make_url(args[-1]).database == str(out / "study.db")
     assert best_overrides("assignment2-search", args[-1])
 
 
@@ -889,3 +898,81 @@ def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]
     popped = [int(n) for p in procs for n in p.communicate(timeout=TIMEOUT)[0].split()]
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
     assert sorted(popped) == sorted(set(popped)) and len(popped) == 400
+
+
+def test_search_locks_odd_paths_and_data(
+    data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Adversarial cases: --out names that are URL syntax, another --storage on a busy --out,
+    a symlink to a busy study, a missing storage directory, --restart with bad data, other
+    data for an existing study."""
+    from filelock import FileLock
+
+    small = [*TINY, *SPACE, "--trials", "2", "--fine-trials", "1"]
+    for name in ("q?x=1", "pc%20t", "a#b"):
+        out = tmp_path / name
+        res = run(search_cmd(data_dir, *small, "--out", str(out)), env)
+        assert res.returncode == 0, res.stderr
+        assert (out / "study.db").is_file() and "Warning" not in res.stderr
+        assert best_overrides("assignment2-search", default_storage(out))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with FileLock(str(busy / ".search.lock"), timeout=0):  # a search runs there
+        res = run(
+            search_cmd(
+                data_dir, *small, "--out", str(busy), "--storage", f"sqlite:///{tmp_path}/other.db"
+            ),
+            env,
+        )
+    assert res.returncode == 2 and f"{busy} is in use by another mlplab search" in res.stderr
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link.db").symlink_to(real / "study.db")
+    with FileLock(f"{real / 'study.db'}.lock", timeout=0):
+        res = run(
+            search_cmd(
+                data_dir,
+                *small,
+                "--out",
+                str(tmp_path / "o2"),
+                "--storage",
+                f"sqlite:///{tmp_path}/link.db",
+            ),
+            env,
+        )
+    assert res.returncode == 2 and "in use by another mlplab search" in res.stderr
+    res = run(
+        search_cmd(
+            data_dir,
+            *small,
+            "--out",
+            str(tmp_path / "o3"),
+            "--storage",
+            f"sqlite:///{tmp_path}/no/such/dir/x.db",
+        ),
+        env,
+    )
+    assert res.returncode == 2 and "no directory" in res.stderr
+    assert not (tmp_path / "no").exists()
+    out = tmp_path / "q?x=1"
+    before = [t.number for t in trials_of(default_storage(out), "assignment2-search")]
+    cmd = [
+        c.replace(str(data_dir), str(tmp_path / "nodata"))
+        for c in search_cmd(
+            data_dir, *small, "--set", "n_s=12", "--out", str(out), "--restart", "changed"
+        )
+    ]
+    res = run(cmd, env)
+    assert res.returncode == 2 and "does not exist" in res.stderr and "deleted" not in res.stdout
+    assert [t.number for t in trials_of(default_storage(out), "assignment2-search")] == before
+    other = write_cifar_bin(tmp_path / "otherdata", seed=1)
+    res = run(search_cmd(other, *small, "--out", str(out)), env)
+    assert res.returncode == 2 and "other settings (data: " in res.stderr
+
+
+def test_missing_prepared_split_is_an_error(tmp_path: Path) -> None:
+    from mlplab.config import load_recipe
+    from mlplab.data.prepared import load_split
+
+    with pytest.raises(MlplabError, match="is missing or damaged"):
+        load_split(tmp_path, load_recipe("assignment2/search"))

@@ -27,7 +27,8 @@ def friendly(
                 return fn(*args, **kwargs)
             except MlplabError as e:
                 code = getattr(e, "exit_code", 2)  # 130: an interruption, not an error
-                click.echo(f"error: {e}" if code == 2 else str(e), err=True)
+                text = str(e).replace("\n", "\\n")  # one line, whatever a file name holds
+                click.echo(f"error: {text}" if code == 2 else text, err=True)
                 sys.exit(code)
             except KeyboardInterrupt:
                 click.echo(interrupted, err=True)

@@ -18,6 +18,7 @@ import numpy as np
 from mlplab.config import Config
 from mlplab.data.cifar10 import RawDataset
 from mlplab.data.preprocess import Splits, make_splits
+from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write, atomic_write_json
 
 #: The test set is left out: a search scores validation accuracy and never looks at it.
@@ -63,7 +64,12 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     part) and a generator in the state building the split left, as ``run_experiment``
     continues with it."""
     d = root / split_key(cfg)
-    meta = json.loads((d / "meta.json").read_text())
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError) as e:
+        raise MlplabError(
+            f"the prepared split {d} is missing or damaged ({e}); run the command again"
+        ) from None
     arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in ARRAYS}
     rng = np.random.default_rng(0)
     rng.bit_generator.state = meta["rng"]

@@ -24,8 +24,10 @@ from mlplab.search.storage import (
     open_study,
     redact,
     sqlite_path,
+    sqlite_url,
     storage_errors,
 )
+from mlplab.train.rundir import data_fingerprint
 
 
 @dataclass
@@ -68,12 +70,28 @@ def _check(cfg: Any, spec: SearchSpec) -> None:
                 apply_overrides(cfg, {**stage_set, p.name: p.override(v, cfg)})
 
 
+def _lock(path: Path, what: str) -> Any:
+    """An exclusive lock on ``path`` for ``what`` (refused at once if another command holds it)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise MlplabError(
+            f"{what} is in use by another mlplab search; wait for it or use another --out"
+        ) from None
+    except OSError as e:
+        raise MlplabError(f"cannot lock {path}: {e.strerror or e}") from None
+    return lock
+
+
 def follow_up(final: str, study: str, url: str, default_url: str) -> str:
     """The ``mlplab train --from-study`` command, shell-quoted (``--storage`` unless default)."""
     cmd = ["mlplab", "train", "--recipe", final or "RECIPE", "--from-study", study]
     if url != default_url:
         path = sqlite_path(url)
-        cmd += ["--storage", f"sqlite:///{path.resolve()}" if path else redact(url)]
+        cmd += ["--storage", sqlite_url(path.resolve()) if path else redact(url)]
     return shlex.join(cmd)
 
 
@@ -113,30 +131,38 @@ def run_search(
     cfg = load_recipe(recipe, sets)
     spec = spec or load_spec(recipe)
     _check(cfg, spec)
-    name = check_study_name(study) if study else default_study_name(cfg.name)
+    name = check_study_name(study) if study is not None else default_study_name(cfg.name)
     outp = prepare_out_dir(Path(out) if out else Path("runs") / name, overwrite=True)
     url = storage or default_storage(outp)
     cap = max(1, min(workers, usable_cores(), max(spec.trials, spec.fine_trials)))
     if cap < workers:
         echo(f"using {cap} worker(s), not {workers}: no more than the cores and the trials")
-    lock = None
+    locks = [(outp / ".search.lock", str(outp))]
     if (db := sqlite_path(url)) is not None:  # one command owns a SQLite study
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(f"{db}.lock", timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise MlplabError(
-                f"{db} is in use by another mlplab search; wait for it or use another --out"
-            ) from None
+        if not db.parent.is_dir():
+            raise MlplabError(f"cannot reach search storage {url}: no directory {db.parent}")
+        locks.append((Path(f"{db.resolve()}.lock"), str(db)))
+    held = []
     try:
+        for path, what in locks:
+            held.append(_lock(path, what))
+    except MlplabError:
+        for lock in held:
+            lock.release()
+        raise
+    sqlite_owner = db is not None
+    try:
+        if raw is None:  # before the study: bad data must not cost a --restart its study
+            from mlplab.data import load_cifar10, locate_data
+
+            raw = load_cifar10(locate_data(data_dir, progress=not quiet), progress=not quiet)
+        settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
         st = open_storage(url, heartbeat=heartbeat, grace=grace)
         with storage_errors(url):
-            the_study, deleted = open_study(name, st, url, _settings(cfg, spec), restart)
+            the_study, deleted = open_study(name, st, url, settings, restart)
             if deleted:
                 echo(f"deleted study {name} and its trials (--restart {restart}: {deleted})")
-            if lock is not None and (gone := retry_orphans(the_study, st)):
+            if sqlite_owner and (gone := retry_orphans(the_study, st)):
                 echo(f"trial(s) {gone} of a killed search: failed, their slots run again")
             todo = open_stage(the_study.get_trials(deepcopy=False), spec) is not None
         echo(
@@ -147,10 +173,6 @@ def run_search(
         )
         splits_dir = outp / "splits"
         if todo:
-            if raw is None:
-                from mlplab.data import load_cifar10, locate_data
-
-                raw = load_cifar10(locate_data(data_dir, progress=not quiet), progress=not quiet)
             prepare_splits(raw, stage_configs(cfg, spec), splits_dir)
             raw = None  # the workers read the memory-mapped splits only
             plan = Plan(recipe, sets, spec, name, url, str(splits_dir), heartbeat, grace, quiet)
@@ -161,7 +183,7 @@ def run_search(
                 shutil.rmtree(splits_dir, ignore_errors=True)
         st.engine.dispose()
     finally:
-        if lock is not None:
+        for lock in held:
             lock.release()
     best = summary["best"]
     over = best["overrides"] if best else None

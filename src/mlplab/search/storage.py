@@ -31,7 +31,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 def check_study_name(name: str) -> str:
     """``name`` if it is 1-64 letters, digits, ``.``, ``_``, ``-`` (not leading); else an error."""
-    if not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise MlplabError(
             f"study name {name!r} is not allowed: use 1-64 letters, digits, '.', "
             "'_' or '-', starting with a letter or digit"
@@ -46,7 +46,14 @@ def default_study_name(recipe_name: str) -> str:
 
 def default_storage(out: str | Path) -> str:
     """The SQLite URL of the study file under ``out`` (relative paths stay relative)."""
-    return f"sqlite:///{Path(out).as_posix()}/study.db"
+    return sqlite_url(Path(out) / "study.db")
+
+
+def sqlite_url(path: str | Path) -> str:
+    """``sqlite:///PATH`` with ``?``, ``%``, ``#`` escaped: the URL names exactly ``path``."""
+    from sqlalchemy.engine import URL
+
+    return URL.create("sqlite", database=Path(path).as_posix()).render_as_string(False)
 
 
 def redact(url: str) -> str:
@@ -143,9 +150,10 @@ def open_storage(
             st = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, **beat)
             return _serialise_sqlite(st) if path is not None else st
         except ImportError as e:
+            hint = "pymysql" if url.startswith("mysql") else "'psycopg[binary]'"
             raise MlplabError(
                 f"cannot reach search storage {redact(url)}: database driver "
-                f"missing ({e}); pip install 'psycopg[binary]'"
+                f"missing ({e}); pip install {hint}"
             ) from None
         except Exception as e:  # sqlalchemy OperationalError, IntegrityError, ...
             if attempt == 3 or "connect" in str(e).lower():

@@ -90,12 +90,12 @@ def latest_checkpoint(
         return None
     for _, jpath in sorted(_complete(d), key=lambda x: x[0], reverse=True):
         meta = json.loads(jpath.read_text())
-        version = meta.get("format_version")
-        if isinstance(version, int) and version > VERSION:
-            raise ModelFileError(f"{jpath} was written by a newer mlplab")
         data = jpath.with_suffix(".npz").read_bytes()
         if meta.get("sha256") != _meta_digest(meta) or _sha(data) != meta.get("npz_sha256"):
             continue  # torn, corrupted or edited: fall back to an older one
+        version = meta.get("format_version")
+        if isinstance(version, int) and version > VERSION:
+            raise ModelFileError(f"{jpath} was written by a newer mlplab")
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

@@ -318,6 +318,8 @@ def resume_experiment(
     except (ValueError, KeyError, TypeError, ConfigError) as e:
         raise MlplabError(f"{run_file} is damaged: {e}") from None
     data = data_dir if data_dir is not None else info.get("data_dir")
+    if data is not None and (not isinstance(data, str | os.PathLike) or not str(data)):
+        raise MlplabError(f"{run_file} is damaged: data_dir must be a directory name: {data!r}")
     return run_experiment(cfg, out, data_dir=data, progress=progress, resume=True)
 
 

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,10 +32,16 @@ def owned(out: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        pid = owner.read_text().strip() if owner.is_file() else "?"
-        raise MlplabError(f"{out} is in use by process {pid}; wait for it to finish") from None
+        pid = owner.read_text().strip() if owner.is_file() else ""
+        who = f"process {pid}" if pid else "another process"
+        raise MlplabError(f"{out} is in use by {who}; wait for it to finish") from None
+    except OSError as e:
+        raise MlplabError(f"cannot lock run directory {out}: {e.strerror or e}") from None
     try:
-        owner.write_text(f"{os.getpid()}\n")
+        try:
+            owner.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            raise MlplabError(f"cannot write into run directory {out}: {e.strerror or e}") from None
         yield
     finally:
         owner.unlink(missing_ok=True)
@@ -43,13 +49,14 @@ def owned(out: Path) -> Iterator[None]:
 
 
 def data_fingerprint(raw: RawDataset) -> str:
-    """A digest of the data set: its sizes, all labels and every 997th image (cheap)."""
-    h = hashlib.blake2b(digest_size=12)
-    for a in (raw.y_train, raw.y_test, raw.x_train[::997], raw.x_test[::997]):
+    """CRC-32 of every pixel and label, with the sizes (0.1 s for CIFAR-10: a changed image
+    is another data set)."""
+    crc = 0
+    for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
         arr = np.ascontiguousarray(a)
-        h.update(f"{arr.shape}{arr.dtype}".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+        crc = zlib.crc32(f"{arr.shape}{arr.dtype}".encode(), crc)
+        crc = zlib.crc32(memoryview(arr).cast("B"), crc)
+    return f"crc32:{crc:08x}:{len(raw.y_train)}:{len(raw.y_test)}"
 
 
 def run_identity(config_hash: str, raw: RawDataset) -> dict[str, str]:

@@ -124,7 +124,7 @@ class Trainer:
             "rng_state": self.rng.bit_generator.state,
             "history": self.history,
             "n_snapshots": len(self.snapshots),
-            "best_score": self.best_score if self.best is not None else None,
+            "best_score": self.best_score if math.isfinite(self.best_score) else None,
             "best_step": self.best_step,
             "stale": self.stale,
         }
