@@ -106,3 +106,27 @@ def test_full_3072_50_10_vectorized_every_parameter():
         assert num[k].shape == a.shape
         # absolute accuracy of a centred difference in float64 with h = 1e-5
         np.testing.assert_allclose(num[k], a, rtol=1e-4, atol=1e-8)
+
+
+def test_gradcheck_against_torch_autograd(monkeypatch):
+    import json
+    import sys
+
+    from click.testing import CliRunner
+
+    from mlplab.cli import cli
+
+    pytest.importorskip("torch")
+    args = ["gradcheck", "--hidden", "30,20", "--batch-norm", "--lam", "0.01", "--torch"]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    names = [p["name"] for p in rep["parameters"]]
+    assert "batchnorm1.gamma" in names and "dense3.b" in names and rep["max_rel_error"] < 1e-8
+    r = CliRunner().invoke(cli, ["gradcheck", "--drop-prob", "0.2", "--torch"])
+    assert r.exit_code == 2 and "does not handle dropout" in r.stderr
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if PyTorch were not installed
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        "error: gradcheck --torch needs PyTorch: pip install torch"
+    )

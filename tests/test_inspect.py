@@ -107,3 +107,45 @@ def test_results_json_holds_the_test_breakdown(tmp_path):
     assert len(res["test_per_class_accuracy"]) == 10
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["test_confusion"] == res["test_confusion"]
+
+
+def test_weights_gallery_and_compare(setup, tmp_path):
+    from helpers import synthetic_raw
+
+    from mlplab.config import load_recipe
+    from mlplab.train.inspect import first_layer_images, misclassified
+    from mlplab.train.run import run_experiment
+
+    tmp, data, raw, model = setup
+    images, labels = first_layer_images(model)
+    W = model.network.layers[0].params["W"]
+    assert images.shape == (16, 32, 32, 3) and labels[0] == "unit 0"
+    assert images.min() == 0 and images.max() == 1
+    np.testing.assert_allclose(  # unit 3's red plane is its first 1024 weights, rescaled
+        images[3, :, :, 0].reshape(-1),
+        (W[:1024, 3] - W[:, 3].min()) / (W[:, 3].max() - W[:, 3].min()),
+        rtol=1e-6,
+    )
+    pics, marks = misclassified(model, raw.x_test, raw.y_test, count=30)
+    pred = model.network.predict_proba(model.preprocess(raw.x_test)).argmax(1)
+    assert len(pics) == len(marks) == min(30, int(np.sum(pred != raw.y_test)))
+    assert all(" → " in m and m.split(" → ")[0] != m.split(" → ")[1] for m in marks)
+    r = CliRunner().invoke(cli, ["weights", str(tmp / "m"), "--out", str(tmp / "w.png")])
+    assert r.exit_code == 0 and "(16 units)" in r.output and (tmp / "w.png").stat().st_size > 5000
+    r = CliRunner().invoke(
+        cli,
+        ["evaluate", str(tmp / "m"), "--data", str(data), "--misclassified", str(tmp / "g.png")],
+    )
+    assert r.exit_code == 0 and (tmp / "g.png").is_file()
+    runs = []
+    for name, hidden in (("a", "8"), ("b", "8,8")):
+        cfg = load_recipe(
+            "assignment2/ex3",
+            {"split": "400/100", "n_s": "20", "batch_size": "20", "hidden": hidden, "name": name},
+        )
+        run_experiment(cfg, tmp_path / name, raw=synthetic_raw(), progress=False)
+        runs.append(str(tmp_path / name))
+    r = CliRunner().invoke(cli, ["compare", *runs, "--out", str(tmp / "c.png")])
+    assert r.exit_code == 0 and (tmp / "c.png").stat().st_size > 5000
+    r = CliRunner().invoke(cli, ["compare", str(tmp / "m.json"), "--out", str(tmp / "c2.png")])
+    assert r.exit_code == 2 and "not the results.json of a run" in r.stderr

@@ -191,6 +191,13 @@ def train(
     default=None,
     help="Also write the confusion-matrix figure (PNG) here.",
 )
+@click.option(
+    "--misclassified",
+    "gallery",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write a gallery of the first 30 misclassified images of the first model (PNG).",
+)
 @_friendly
 def evaluate(
     models: tuple[Path, ...],
@@ -199,6 +206,7 @@ def evaluate(
     vote: str,
     as_json: bool,
     figure: Path | None,
+    gallery: Path | None,
 ) -> None:
     """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10: overall, per
     class and as a confusion matrix (rows true class, columns predicted)."""
@@ -217,6 +225,13 @@ def evaluate(
         from mlplab.report.plots import plot_confusion
 
         plot_confusion(res["confusion"], raw.classes, figure, f"{part} set, {len(y)} images")
+    if gallery is not None:
+        from mlplab.report.plots import plot_images
+        from mlplab.train.inspect import misclassified
+
+        images, labels = misclassified(loaded[0], x, y)
+        title = f"{models[0]}: misclassified ({part} set)"
+        plot_images(images, labels, gallery, title, cols=6, cell=1.7)
     if as_json:
         click.echo(json.dumps(res))
         return
@@ -228,8 +243,51 @@ def evaluate(
     for c, a in zip(raw.classes, res["per_class_accuracy"], strict=True):
         click.echo(f"  {c:<{width}}  {100 * a:6.2f} %")
     click.echo(f"{part} accuracy: {100 * res['accuracy']:.2f} % on {len(y)} images")
-    if figure is not None:
-        click.echo(f"wrote {figure}")
+    for f in (figure, gallery):
+        if f is not None:
+            click.echo(f"wrote {f}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@_friendly
+def weights(model: Path, out: Path) -> None:
+    """The first layer's weights as 32x32 colour pictures, one per hidden unit (the course's
+    class templates for a one-layer net)."""
+    from mlplab.nn.serialize import load_network
+    from mlplab.report.plots import plot_images
+    from mlplab.train.inspect import first_layer_images
+
+    images, labels = first_layer_images(load_network(model))
+    plot_images(images, labels, out, f"{model}: first-layer weights (each scaled to its range)")
+    click.echo(f"wrote {out} ({len(images)} units)")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option(
+    "--metric",
+    type=click.Choice(["val_accuracy", "train_accuracy", "val_loss", "val_cost", "lr"]),
+    default="val_accuracy",
+    show_default=True,
+)
+@_friendly
+def compare(runs: tuple[Path, ...], out: Path, metric: str) -> None:
+    """Several runs' curves on one axis (e.g. 3 and 9 layers with and without batch norm)."""
+    from mlplab.report.plots import plot_runs
+
+    histories = []
+    for run in runs:
+        path = run / "results.json" if run.is_dir() else run
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+            histories.append((res.get("name") or str(run), list(res["history"])))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise MlplabError(f"{path}: not the results.json of a run ({e})") from None
+    plot_runs(histories, out, metric)
+    click.echo(f"wrote {out}")
 
 
 @cli.command()
@@ -340,6 +398,13 @@ def predict(model: Path, images: tuple[Path, ...], top: int, as_json: bool) -> N
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--torch",
+    "use_torch",
+    is_flag=True,
+    help="Compare with PyTorch autograd on the same weights and batch instead of centred "
+    "differences (needs torch; no dropout).",
+)
 @_friendly
 def gradcheck(
     hidden: list[int],
@@ -354,8 +419,10 @@ def gradcheck(
     data: Path | None,
     seed: int,
     as_json: bool,
+    use_torch: bool,
 ) -> None:
-    """Compare analytic gradients of every parameter with numerical ones (float64)."""
+    """Compare analytic gradients of every parameter with numerical ones (float64), or with
+    PyTorch autograd (--torch)."""
     from mlplab.gradcheck import gradcheck as run_check
     from mlplab.nn.network import Network
 
@@ -388,14 +455,19 @@ def gradcheck(
         drop_prob=drop_prob,
         dtype="float64",
     )
-    report = run_check(net, X, y, lam, h=step, method=method)
+    if use_torch:
+        from mlplab.gradcheck_torch import gradcheck_torch
+
+        report, method = gradcheck_torch(net, X, y, lam), "against PyTorch autograd"
+    else:
+        report = run_check(net, X, y, lam, h=step, method=method)
     if as_json:
         click.echo(json.dumps(report.to_dict()))
         return
     arch = "-".join(str(s) for s in [dims, *hidden, k])
     click.echo(
         f"gradient check of {arch}{' with batch norm' if batch_norm else ''}, λ={lam}, "
-        f"{source}, float64, h={step}, {method}"
+        f"{source}, float64, {method if use_torch else f'h={step}, {method}'}"
     )
     click.echo(report.table())
 

@@ -181,3 +181,46 @@ def plot_confusion(
     ax.set_ylabel("true class")
     ax.set_title(title or "confusion matrix (counts; colour: share of the row)")
     save_figure(fig, path)
+
+
+def plot_images(
+    images: Sequence,
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "",
+    cols: int = 10,
+    cell: float = 1.25,
+) -> None:
+    """A grid of ``(32, 32, 3)`` images (uint8, or floats in [0, 1]) with a label over each."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    size = (cell * cols, (cell + 0.2) * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], interpolation="nearest")
+            ax.set_title(labels[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_runs(
+    runs: Sequence[tuple[str, Sequence[dict[str, float]]]],
+    path: str | os.PathLike,
+    metric: str = "val_accuracy",
+) -> None:
+    """``metric`` of several runs' histories against the update step, on one axis each for
+    the metric and the training loss (the course reports compare runs side by side)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for label, history in runs:
+        steps = [p["step"] for p in history]
+        axes[0].plot(steps, [p.get(metric) for p in history], label=label)
+        axes[1].plot(steps, [p.get("train_loss") for p in history], label=label)
+    for ax, what in zip(axes, (metric.replace("_", " "), "training loss"), strict=True):
+        ax.set_xlabel("update step")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)

@@ -105,3 +105,32 @@ def predict_files(
             }
         )
     return out
+
+
+def first_layer_images(model: SavedModel) -> tuple[np.ndarray, list[str]]:
+    """Each first-layer unit's weights as a 32x32 colour picture (the course's class
+    templates): ``(units, 32, 32, 3)`` in [0, 1], each scaled by its own min and max."""
+    from mlplab.data import to_hwc
+
+    dense = next(ly for ly in model.network.layers if ly.kind == "dense")
+    W = np.asarray(dense.params["W"], np.float64)
+    if W.shape[0] != 3072:
+        raise MlplabError(f"the first layer takes {W.shape[0]} inputs, not 32x32 RGB images")
+    w = W.T  # (units, 3072)
+    lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
+    return to_hwc((w - lo) / np.maximum(hi - lo, 1e-12)), [f"unit {i}" for i in range(len(w))]
+
+
+def misclassified(
+    model: SavedModel, x: np.ndarray, y: np.ndarray, count: int = 30
+) -> tuple[np.ndarray, list[str]]:
+    """Misclassified images of ``x`` (uint8 rows) with "true → predicted": the first
+    ``count / classes`` of each true class (data sets ordered by class show every class)."""
+    from mlplab.data import to_hwc
+
+    pred = model.network.predict_proba(model.preprocess(x)).argmax(1)
+    per = -(-count // len(model.classes))
+    bad = [np.flatnonzero((pred != y) & (y == k))[:per] for k in range(len(model.classes))]
+    wrong = np.sort(np.concatenate(bad))[:count]
+    labels = [f"{model.classes[y[i]]} → {model.classes[pred[i]]}" for i in wrong]
+    return to_hwc(x[wrong]), labels
