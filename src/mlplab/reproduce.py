@@ -32,6 +32,17 @@ PARTS = ("assignment2", "assignment3", "bonus")
 QUICK = {"split": "2000/500", "n_s_k": "0", "n_s": "25", "record_every": "10"}
 QUICK_TRIALS = 2
 FINAL_SEEDS = (0, 1, 2)  # the final model is trained with each; the report gives mean ± sd
+#: What the course and student reports found, shown next to each result.
+REFERENCE = {
+    "assignment2/ex3": "≈ 46 %",
+    "assignment2/ex4": "≈ 47.5 %",
+    "assignment2/overfit": "100 % train",
+    "assignment2/final": "51.5-54.5 %",
+    "assignment3/3layer": "≈ 52 %",
+    "assignment3/3layer-bn": "≈ 53.5 %",
+    "assignment3/9layer": "≈ 42 %",
+    "assignment3/9layer-bn": "≈ 51 %",
+}
 # ingredients of bonus/best ablated by the report (each costs a full training)
 ABLATED = ("batch-norm", "dropout", "augmentation")
 
@@ -126,6 +137,7 @@ class Reproduction:
                 Table(
                     (
                         "test accuracy",
+                        "course / reports",
                         "validation accuracy",
                         "training accuracy",
                         "updates",
@@ -134,6 +146,7 @@ class Reproduction:
                     [
                         (
                             f"**{pct(res['test_accuracy'])}**",
+                            REFERENCE.get(recipe, "-"),
                             pct(res["val_accuracy"]),
                             pct(res["train_accuracy"]),
                             res["updates"],
@@ -322,6 +335,25 @@ class Reproduction:
             runs.append((seed, self.train(f"{name}/seed-{seed}", cfg)))
         tests = [r["test_accuracy"] for _, r in runs]
         mean, sd = float(np.mean(tests)), float(np.std(tests, ddof=1)) if len(tests) > 1 else 0.0
+        first = runs[0][1]
+        blocks: list[Block] = []
+        if "test_confusion" in first:
+            from mlplab.report.plots import plot_confusion
+
+            fig = f"{name}/seed-{seeds[0]}/confusion.png"
+            plot_confusion(first["test_confusion"], self.raw.classes, self.out / fig)
+            classes = self.raw.classes
+            per = first["test_per_class_accuracy"]
+            blocks = [
+                Table(
+                    classes,
+                    [[pct(a) for a in per]],
+                    caption=f"per-class test accuracy, seed {seeds[0]}",
+                ),
+                Figure(
+                    fig, f"confusion matrix of seed {seeds[0]} (rows true class, columns predicted)"
+                ),
+            ]
         chosen = ", ".join(f"{k} = {v}" for k, v in best.items())
         rows = [
             (
@@ -340,10 +372,12 @@ class Reproduction:
                 Text(
                     f"The best setting of the search ({chosen}) trained on split `49k` with "
                     f"{len(seeds)} seeds (each its own split, initialisation and batch order): "
-                    f"test accuracy **{100 * mean:.2f} ± {100 * sd:.2f} %** (mean ± sd)."
+                    f"test accuracy **{100 * mean:.2f} ± {100 * sd:.2f} %** (mean ± sd); course "
+                    f"and reports: {REFERENCE.get(recipe, '-')}."
                 ),
                 Table(("seed", "test", "validation", "training", "training time", "numbers"), rows),
-                settings_table(runs[0][1]["config"], f"settings of `{recipe}` (seed {seeds[0]})"),
+                *blocks,
+                settings_table(first["config"], f"settings of `{recipe}` (seed {seeds[0]})"),
                 Figure(f"{name}/seed-{seeds[0]}/curves.png", f"{recipe}, seed {seeds[0]}"),
             ],
             level=3,
@@ -433,7 +467,9 @@ class Reproduction:
                     ],
                 )
             ]
-            rows = []
+            from mlplab.report.plots import plot_runs
+
+            rows, runs = [], []
             for depth in ("3layer", "9layer"):
                 res = {
                     bn: self.train(f"a3-{depth}{bn}", self.recipe(f"assignment3/{depth}{bn}"))
@@ -443,17 +479,31 @@ class Reproduction:
                     (
                         depth.replace("layer", " layers"),
                         f"**{pct(res['-bn']['test_accuracy'])}**",
+                        REFERENCE[f"assignment3/{depth}-bn"],
                         pct(res[""]["test_accuracy"]),
+                        REFERENCE[f"assignment3/{depth}"],
                         f"[with BN](a3-{depth}-bn/results.json), "
                         f"[without](a3-{depth}/results.json)",
                     )
                 )
+                runs += [
+                    (f"{depth}{bn or ' without BN'}", res[bn]["history"]) for bn in ("-bn", "")
+                ]
+            plot_runs(runs, self.out / "a3-compare.png")
             secs.append(
                 Section(
                     "With and without batch norm",
                     [
                         Table(
-                            ("network", "test accuracy with BN", "without BN", "numbers from"), rows
+                            (
+                                "network",
+                                "test accuracy with BN",
+                                "course / reports",
+                                "without BN",
+                                "course / reports",
+                                "numbers from",
+                            ),
+                            rows,
                         ),
                         settings_table(
                             self.train("a3-3layer-bn", self.recipe("assignment3/3layer-bn"))[
@@ -461,6 +511,7 @@ class Reproduction:
                             ],
                             "settings of `assignment3/3layer-bn`",
                         ),
+                        Figure("a3-compare.png", "the four runs: validation accuracy and loss"),
                         Figure("a3-3layer-bn/curves.png", "3 layers with batch norm"),
                         Figure("a3-9layer-bn/curves.png", "9 layers with batch norm"),
                         Figure("a3-9layer/curves.png", "9 layers without batch norm"),
