@@ -539,6 +539,19 @@ class Reproduction:
                 cfg, self.out / "a3-sensitivity", self.raw, force=self.force, progress=self.progress
             )
             by = {(r["sigma"], r["batch_norm"]): r for r in rows}
+            from mlplab.report.plots import plot_runs
+
+            base = self.out / "a3-sensitivity"
+            plot_runs(
+                [
+                    (
+                        f"σ={r['sigma']:g}{' BN' if r['batch_norm'] else ''}",
+                        json.loads((base / r["results"]).read_text())["history"],
+                    )
+                    for r in rows
+                ],
+                base / "compare.png",
+            )
             return [
                 Section(
                     "Sensitivity to initialisation",
@@ -562,6 +575,7 @@ class Reproduction:
                             "a3-sensitivity/sensitivity.png",
                             "loss curves: with BN left, without right, one row per σ",
                         ),
+                        Figure("a3-sensitivity/compare.png", "all six runs on one axis"),
                         Text(
                             "Numbers from [a3-sensitivity/sensitivity.json]"
                             "(a3-sensitivity/sensitivity.json) and the runs' results.json files."
