@@ -147,7 +147,9 @@ def open_storage(
     )
     for attempt in range(4):  # machines started together may race to create the tables
         try:
-            st = optuna.storages.RDBStorage(engine_url(url), engine_kwargs=engine, **beat)
+            st = optuna.storages.RDBStorage(  # reading an existing study creates no table
+                engine_url(url), engine_kwargs=engine, skip_table_creation=must_exist, **beat
+            )
             return _serialise_sqlite(st) if path is not None else st
         except ImportError as e:
             hint = "pymysql" if url.startswith("mysql") else "'psycopg[binary]'"
@@ -173,8 +175,8 @@ def storage_errors(url: str) -> Iterator[None]:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         raise MlplabError(
-            f"lost the search storage {redact(url)}: {_reason(e)}; run the "
-            "command again to continue"
+            f"lost the search storage {redact(url)}: {_reason(e)}; run the command again to "
+            "continue (if this persists, the database is damaged or not an Optuna study)"
         ) from None
 
 
