@@ -173,6 +173,17 @@ class Config:
             raise bad("record_per_cycle and eval_batch must be >= 1")
         if self.dtype not in ("float32", "float64"):
             raise bad(f"dtype must be float32 or float64, got {self.dtype!r}")
+        from mlplab.nn.init import INITS  # the registries: names are checked here, not
+        from mlplab.optim.optimizers import OPTIMIZERS  # when training starts
+
+        for field_name, known in (("init", INITS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, field_name) not in known:
+                raise bad(
+                    f"{field_name} must be one of {', '.join(known)}, "
+                    f"got {getattr(self, field_name)!r}"
+                )
+        if self.bn_position not in ("before_relu", "after_relu"):
+            raise bad(f"bn_position must be before_relu or after_relu, got {self.bn_position!r}")
         return self
 
 

@@ -12,27 +12,33 @@ Every scheme draws ``W`` of shape ``(d_in, d_out)`` from the run's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from mlplab.errors import ConfigError
 
-INITS = ("course", "he", "xavier", "normal")
+
+def _normal(d_in: int, d_out: int, sigma: float | None) -> float:
+    if sigma is None or not sigma > 0 or not math.isfinite(sigma):
+        raise ConfigError(f"init 'normal' needs a positive finite init_sigma, got {sigma!r}")
+    return float(sigma)
+
+
+#: name -> standard deviation of the weights, from (d_in, d_out, sigma).
+INITS: dict[str, Callable[[int, int, float | None], float]] = {
+    "course": lambda d_in, d_out, sigma: 1.0 / math.sqrt(d_in),
+    "he": lambda d_in, d_out, sigma: math.sqrt(2.0 / d_in),
+    "xavier": lambda d_in, d_out, sigma: math.sqrt(2.0 / (d_in + d_out)),
+    "normal": _normal,
+}
 
 
 def init_std(scheme: str, d_in: int, d_out: int, sigma: float | None = None) -> float:
-    """Return the standard deviation of the weights for ``scheme``."""
-    if scheme == "course":
-        return 1.0 / math.sqrt(d_in)
-    if scheme == "he":
-        return math.sqrt(2.0 / d_in)
-    if scheme == "xavier":
-        return math.sqrt(2.0 / (d_in + d_out))
-    if scheme == "normal":
-        if sigma is None or not sigma > 0 or not math.isfinite(sigma):
-            raise ConfigError(f"init 'normal' needs a positive finite init_sigma, got {sigma!r}")
-        return float(sigma)
-    raise ConfigError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+    """Return the standard deviation of the weights for ``scheme`` (see :data:`INITS`)."""
+    if scheme not in INITS:
+        raise ConfigError(f"unknown init {scheme!r}; choose one of {', '.join(INITS)}")
+    return INITS[scheme](d_in, d_out, sigma)
 
 
 def init_weights(

@@ -18,7 +18,7 @@ it is already in ``grads`` (see :meth:`mlplab.nn.network.Network.loss_grad`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -121,7 +121,14 @@ class Adam(Optimizer):
         p -= (lr / c1) * m / denom
 
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+#: name -> constructor from (momentum, decoupled-weight-decay keywords).
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": lambda momentum, **kw: SGD(**kw),
+    "momentum": lambda momentum, **kw: SGD(momentum=momentum, **kw),
+    "nesterov": lambda momentum, **kw: SGD(momentum=momentum, nesterov=True, **kw),
+    "adam": lambda momentum, **kw: Adam(**kw),
+    "adamw": lambda momentum, **kw: Adam(**kw),  # Adam; its weight decay is always decoupled
+}
 
 
 def make_optimizer(
@@ -131,17 +138,11 @@ def make_optimizer(
     weight_decay: float = 0.0,
     decay_names: Iterable[str] = (),
 ) -> Optimizer:
-    """Optimiser by name: ``sgd``, ``momentum``, ``nesterov``, ``adam`` or ``adamw``.
+    """Optimiser by name (see :data:`OPTIMIZERS`).
 
     ``weight_decay`` is decoupled (``p *= 1 - lr * wd``) and applies to ``decay_names``.
     """
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     kw = {"decoupled_weight_decay": weight_decay, "decay_names": decay_names}
-    if name == "sgd":
-        return SGD(**kw)
-    if name == "momentum":
-        return SGD(momentum=momentum, **kw)
-    if name == "nesterov":
-        return SGD(momentum=momentum, nesterov=True, **kw)
-    if name in ("adam", "adamw"):
-        return Adam(**kw)
-    raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](momentum, **kw)
