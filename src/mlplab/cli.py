@@ -275,7 +275,10 @@ def weights(model: Path, out: Path) -> None:
 )
 @_friendly
 def compare(runs: tuple[Path, ...], out: Path, metric: str) -> None:
-    """Several runs' curves on one axis (e.g. 3 and 9 layers with and without batch norm)."""
+    """Several runs' curves on one axis: validation accuracy (--metric) and training loss.
+
+    RUNS are run directories (or their results.json), e.g. 3 and 9 layers with and without
+    batch norm."""
     from mlplab.report.plots import plot_runs
 
     histories = []

@@ -27,7 +27,7 @@ _friendly = friendly("interrupted (run the same command again to continue)")
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
     help="Search-space file (TOML). Default: <recipe>.space beside the recipe, "
-    "else lam=log:1e-5:1e-1, 20 trials, fine rule top-k:3.",
+    "else lam=log:1e-5:1e-1, 20 trials, fine rule smooth:0.4.",
 )
 @click.option(
     "--param",
