@@ -182,6 +182,11 @@ def run_search(
             if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
                 shutil.rmtree(splits_dir, ignore_errors=True)
         st.engine.dispose()
+    except OSError as e:  # a full disk while preparing the splits or writing the report
+        raise MlplabError(
+            f"cannot write {e.filename or outp}: {e.strerror or e}; finished trials are kept: "
+            "free space and run the command again"
+        ) from None
     finally:
         for lock in held:
             lock.release()
