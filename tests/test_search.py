@@ -976,3 +976,40 @@ def test_missing_prepared_split_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(MlplabError, match="is missing or damaged"):
         load_split(tmp_path, load_recipe("assignment2/search"))
+
+
+def test_full_disk_while_preparing_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from helpers import synthetic_raw
+
+    import mlplab.data.prepared as prepared
+    from mlplab.config import parse_set_options
+    from mlplab.search import run_search
+
+    def full(*_a: Any, **_k: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "splits"))
+
+    monkeypatch.setattr(prepared, "prepare_splits", full)
+    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=2, fine_trials=1)
+    with pytest.raises(MlplabError, match=r"cannot write .*splits: No space left on device"):
+        run_search(
+            "assignment2/search",
+            spec=spec,
+            sets=parse_set_options(TINY[1::2]),
+            out=tmp_path / "o",
+            raw=synthetic_raw(),
+            echo=lambda s: None,
+        )
+    # nothing half-written is left to trip the next run: it completes
+    monkeypatch.undo()
+    res = run_search(
+        "assignment2/search",
+        spec=spec,
+        sets=parse_set_options(TINY[1::2]),
+        out=tmp_path / "o",
+        raw=synthetic_raw(),
+        quiet=True,
+        echo=lambda s: None,
+    )
+    assert res.summary["counts"]["coarse"]["complete"] == 2
