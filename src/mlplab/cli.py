@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from mlplab import __version__
-from mlplab.clitools import finite, friendly, main_entry
+from mlplab.clitools import data_option, finite, friendly, main_entry, sets_option
 from mlplab.errors import MlplabError
 
 _friendly = friendly()
@@ -32,17 +32,7 @@ def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
     return sizes
 
 
-DATA_HELP = (
-    "CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
-    "image folders). Default: $MLPLAB_DATA, else download the official archive."
-)
-
-
-# Options shared by several commands.
-data_option = click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
-sets_option = click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field."
-)
+# Options shared by several commands (--data and --set also by `mlplab search`).
 force_option = click.option(
     "--force", is_flag=True, help="Re-run experiments whose results already exist."
 )

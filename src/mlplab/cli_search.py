@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mlplab.clitools import friendly
+from mlplab.clitools import data_option, friendly, sets_option
 
 _friendly = friendly("interrupted (run the same command again to continue)")
 
@@ -72,7 +72,7 @@ _friendly = friendly("interrupted (run the same command again to continue)")
     default=None,
     help="Trainings per fine trial (default: --repeats, or the space file's [fine] repeats).",
 )
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+@sets_option
 @click.option("--seed", type=int, default=None, help="Seed of the parameter draws (default 0).")
 @click.option(
     "--workers",
@@ -104,7 +104,7 @@ _friendly = friendly("interrupted (run the same command again to continue)")
     default=None,
     help="Output directory (default runs/<study>).",
 )
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="CIFAR-10 directory.")
+@data_option
 @click.option(
     "--heartbeat",
     type=click.IntRange(1),

@@ -6,11 +6,21 @@ import math
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
 
 from mlplab.errors import MlplabError
+
+DATA_HELP = (
+    "CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
+    "image folders). Default: $MLPLAB_DATA, else download the official archive."
+)
+data_option = click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
+sets_option = click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field."
+)
 
 
 def friendly(
