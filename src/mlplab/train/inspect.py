@@ -28,6 +28,11 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
 
 
+def per_class_accuracy(confusion: np.ndarray) -> list[float]:
+    """Each true class's share of correct predictions, from a confusion matrix (0 if absent)."""
+    return (confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)).tolist()
+
+
 def evaluate_models(
     models: Sequence[SavedModel],
     x: np.ndarray,
@@ -55,14 +60,13 @@ def evaluate_models(
         probs.append(m.network.predict_proba(m.preprocess(x)))
     pred = combine(probs, vote)
     conf = confusion_matrix(y, pred, len(classes))
-    per_class = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
     return {
         "n": len(y),
         "accuracy": float(np.mean(pred == y)),
         "model_accuracies": [float(np.mean(p.argmax(1) == y)) for p in probs],
         "vote": vote,
         "classes": list(classes),
-        "per_class_accuracy": [float(a) for a in per_class],
+        "per_class_accuracy": per_class_accuracy(conf),
         "confusion": conf.tolist(),
     }
 

@@ -86,14 +86,13 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
 
 def breakdown_on_test(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
     """Per-class test accuracy and the confusion matrix (rows true class, columns predicted)."""
-    from mlplab.train.inspect import confusion_matrix
+    from mlplab.train.inspect import confusion_matrix, per_class_accuracy
 
     if not len(splits.x_test):
         return {}
     pred = net.predict_proba(splits.x_test, cfg.eval_batch).argmax(1)
     conf = confusion_matrix(splits.y_test, pred, len(splits.classes))
-    per_class = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
-    return {"test_per_class_accuracy": per_class.tolist(), "test_confusion": conf.tolist()}
+    return {"test_per_class_accuracy": per_class_accuracy(conf), "test_confusion": conf.tolist()}
 
 
 def snapshot_metrics(
