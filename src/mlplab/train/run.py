@@ -32,7 +32,7 @@ from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
 from mlplab.train.rundir import (
     PreviousRun,
     check_layout,
-    clear_checkpoints,
+    clear_temporary,
     owned,
     run_identity,
 )
@@ -236,7 +236,7 @@ def _run(
             {"config": cfg.to_dict(), "data_dir": source_dir, "mlplab_version": __version__},
         )
     if resume:
-        clear_checkpoints(ckpt_dir, temporary_only=True)  # left by a killed write
+        clear_temporary(ckpt_dir)  # left by a killed write
         shutil.rmtree(out / ".previous", ignore_errors=True)  # replaced by the run resumed
         found = latest_checkpoint(ckpt_dir)
         if found is not None:

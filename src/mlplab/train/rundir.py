@@ -64,13 +64,12 @@ def run_identity(config_hash: str, raw: RawDataset) -> dict[str, str]:
     return {"config_hash": config_hash, "data": data_fingerprint(raw)}
 
 
-def clear_checkpoints(directory: Path, *, temporary_only: bool = False) -> None:
-    """Remove every checkpoint of an earlier run and every temporary file of a killed write
-    (only the latter with ``temporary_only``)."""
+def clear_temporary(directory: Path) -> None:
+    """Remove the temporary files of checkpoint writes that were killed (``.ckpt-*.tmp``); a
+    new run's start sets the earlier checkpoints aside instead (:class:`PreviousRun`)."""
     if directory.is_dir():
-        for p in directory.iterdir():
-            temp = p.name.startswith(".ckpt-") and p.name.endswith(".tmp")
-            if p.is_file() and (temp or (p.name.startswith("ckpt-") and not temporary_only)):
+        for p in directory.glob(".ckpt-*.tmp"):
+            if p.is_file():
                 p.unlink()
 
 
