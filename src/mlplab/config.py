@@ -20,7 +20,6 @@ from typing import Any, get_type_hints
 
 from mlplab.errors import ConfigError
 
-SCHEDULES = ("cyclic", "constant", "step", "linear", "cosine")
 #: More weights than this (4 GiB of float32, before gradients and optimiser state) is a typo.
 MAX_WEIGHTS = 10**9
 
@@ -134,6 +133,8 @@ class Config:
             raise bad(f"batch_size must be >= 1, got {self.batch_size}")
         if self.batch_norm and self.batch_size < 2:
             raise bad("batch norm needs batch_size >= 2")
+        from mlplab.optim.schedules import SCHEDULES  # the registry (see below)
+
         if self.schedule not in SCHEDULES:
             raise bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.schedule == "cyclic":

@@ -8,7 +8,9 @@ rate (a resumed run needs nothing but the step).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from mlplab.errors import ConfigError
 
@@ -163,3 +165,23 @@ class Ramp(Schedule):
         if self.mode == "linear":
             return float(self.lr_min + (self.lr_max - self.lr_min) * f)
         return float(self.lr_min * (self.lr_max / self.lr_min) ** f)
+
+
+#: name -> the schedule of a configuration ``c`` (a :class:`mlplab.config.Config`), given
+#: its total number of updates and training rows. ``Config.validate`` checks names here.
+SCHEDULES: dict[str, Callable[[Any, int, int], Schedule]] = {
+    "cyclic": lambda c, total, n: Cyclic(c.eta_min, c.eta_max, c.resolved_n_s(n)),
+    "constant": lambda c, total, n: Constant(c.eta),
+    "step": lambda c, total, n: StepDecay(c.eta, c.step_size, c.gamma),
+    "linear": lambda c, total, n: LinearDecay(c.eta, max(total, 1)),
+    "cosine": lambda c, total, n: Cosine(c.eta, max(total, 1)),
+}
+
+
+def make_schedule(cfg: Any, n_train: int) -> Schedule:
+    """The learning-rate schedule of configuration ``cfg`` for ``n_train`` training rows."""
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+        )
+    return SCHEDULES[cfg.schedule](cfg, cfg.total_updates(n_train), n_train)

@@ -34,26 +34,8 @@ from mlplab.data.augment import augment_batch
 from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.nn.layers import Dense
 from mlplab.nn.network import Network
-from mlplab.optim import Constant, Cosine, Cyclic, LinearDecay, Schedule, StepDecay
 from mlplab.optim.optimizers import SGD, Optimizer, make_optimizer
-
-#: name -> schedule from (cfg, total updates, n_train).
-SCHEDULES: dict[str, Callable[[Config, int, int], Schedule]] = {
-    "cyclic": lambda c, total, n: Cyclic(c.eta_min, c.eta_max, c.resolved_n_s(n)),
-    "constant": lambda c, total, n: Constant(c.eta),
-    "step": lambda c, total, n: StepDecay(c.eta, c.step_size, c.gamma),
-    "linear": lambda c, total, n: LinearDecay(c.eta, max(total, 1)),
-    "cosine": lambda c, total, n: Cosine(c.eta, max(total, 1)),
-}
-
-
-def make_schedule(cfg: Config, n_train: int) -> Schedule:
-    """The learning-rate schedule of ``cfg`` for a training set of ``n_train`` rows."""
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}"
-        )
-    return SCHEDULES[cfg.schedule](cfg, cfg.total_updates(n_train), n_train)
+from mlplab.optim.schedules import Cyclic, Schedule, make_schedule
 
 
 def record_interval(cfg: Config, n_train: int) -> int:
