@@ -18,11 +18,6 @@ from mlplab.errors import DataError, MlplabError
 from mlplab.nn.serialize import SavedModel
 from mlplab.train.ensemble import combine
 
-#: How an image of another size becomes 32x32: the central square crop, then Lanczos
-#: (antialiased) resampling; a 32x32 RGB image is used exactly as it is.
-RESAMPLING = "central square crop, then Pillow's Lanczos resampling to 32x32"
-
-
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     """``C[i, j]``: how many images of true class ``i`` were predicted as class ``j``."""
     return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
@@ -72,7 +67,11 @@ def evaluate_models(
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Any image Pillow reads, as one (3072,) uint8 row in CIFAR order (see :data:`RESAMPLING`)."""
+    """Any image Pillow reads, as one (3072,) uint8 row in CIFAR order.
+
+    A 32x32 RGB image is used exactly as it is; any other is converted to RGB, cropped to its
+    central square and resized to 32x32 with Lanczos (antialiased) resampling.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
