@@ -18,6 +18,7 @@ from mlplab.errors import DataError, MlplabError
 from mlplab.nn.serialize import SavedModel
 from mlplab.train.ensemble import combine
 
+
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     """``C[i, j]``: how many images of true class ``i`` were predicted as class ``j``."""
     return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
