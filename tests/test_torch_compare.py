@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mlplab.gradcheck import analytic_gradients
 from mlplab.nn.layers import BatchNorm, Dense, ReLU
 from mlplab.nn.network import Network
 from mlplab.optim import SGD, Adam, Cosine, Cyclic, StepDecay
@@ -80,8 +81,9 @@ def test_network_gradients_match_autograd(d, hidden, bn, lam):
     X = rng.standard_normal((16, d))
     y = rng.integers(0, 10, 16)
     model = _torch_model(net)
-    loss = net.loss_grad(X, y, lam)
+    loss = net.loss_grad(X, y)
     cost = loss + net.l2_penalty(lam)
+    grads = analytic_gradients(net, X, y, lam)  # of the cost: the loss's plus 2 lam W
     logits = model(torch.from_numpy(X))
     tl = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
     l2 = sum((m.weight**2).sum() for m in model if isinstance(m, torch.nn.Linear))
@@ -89,7 +91,7 @@ def test_network_gradients_match_autograd(d, hidden, bn, lam):
     assert np.isclose(loss, tl.item(), rtol=1e-12)
     assert np.isclose(cost, (tl + lam * l2).item(), rtol=1e-12)
     tg = _torch_grads(model, net)
-    for k, g in net.grads().items():
+    for k, g in grads.items():
         assert _rel(g, tg[k]) < 1e-6, k
 
 
@@ -223,6 +225,28 @@ def test_step_and_cosine_match_torch():
             ),
         ),
         (lambda: SGD(momentum=0.5, decoupled_weight_decay=0.2, decay_names=["w"]), None),
+        # the course's L2 on "w" only is PyTorch's (coupled) weight_decay = 2 * l2 on it
+        (
+            lambda: SGD(l2=0.3, decay_names=["w"]),
+            lambda ps: torch.optim.SGD(
+                [{"params": ps[:1], "weight_decay": 0.6}, {"params": ps[1:]}], lr=0.05
+            ),
+        ),
+        (
+            lambda: SGD(momentum=0.9, nesterov=True, l2=0.3, decay_names=["w"]),
+            lambda ps: torch.optim.SGD(
+                [{"params": ps[:1], "weight_decay": 0.6}, {"params": ps[1:]}],
+                lr=0.05,
+                momentum=0.9,
+                nesterov=True,
+            ),
+        ),
+        (
+            lambda: Adam(l2=0.3, decay_names=["w"]),
+            lambda ps: torch.optim.Adam(
+                [{"params": ps[:1], "weight_decay": 0.6}, {"params": ps[1:]}], lr=0.05
+            ),
+        ),
     ],
 )
 def test_optimizer_steps_match_torch(ours, theirs):
@@ -246,6 +270,8 @@ def test_optimizer_steps_match_torch(ours, theirs):
             with torch.no_grad():
                 tw.mul_(1 - 0.05 * 0.2)
         topt.step()
+        for k in grads:  # the gradient scale the optimiser asks the backward pass for
+            grads[k] *= opt.grad_scale(0.05)
         opt.step(params, grads, 0.05)
         np.testing.assert_allclose(params["w"], tw.detach().numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(params["b"], tb.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -1,4 +1,4 @@
-"""Training loop, fused path, configuration, estimator and model files."""
+"""Training loop, configuration, estimator and model files."""
 
 from __future__ import annotations
 
@@ -36,34 +36,22 @@ def _cfg(**kw) -> Config:
     return Config(**base).validate()
 
 
-def _train(cfg: Config, fused: bool, dtype: str = "float64"):
+def _train(cfg: Config, dtype: str = "float64"):
     cfg = dataclasses.replace(cfg, dtype=dtype)
     raw = synthetic_raw()
     rng = np.random.default_rng(cfg.seed)
     s = make_splits(raw, cfg.split, rng, dtype=np.dtype(dtype).type)
     net = build_network(cfg, 3072, 10, rng)
-    tr = Trainer(net, cfg, rng, progress=False, fused=fused)
+    tr = Trainer(net, cfg, rng, progress=False)
     tr.fit(s.x_train, s.y_train, s.x_val, s.y_val)
     return net, tr
 
 
-@pytest.mark.parametrize("kw", [{}, {"lam": 0.0}, {"hidden": [12, 8], "batch_norm": True}])
-def test_fused_sgd_path_equals_reference_path(kw):
-    cfg = _cfg(**kw)
-    a, ta = _train(cfg, fused=True)
-    b, tb = _train(cfg, fused=False)
-    assert ta.fused and not tb.fused
-    for k, v in a.params().items():
-        np.testing.assert_allclose(v, b.params()[k], rtol=1e-9, atol=1e-12)
-    for pa, pb in zip(ta.history, tb.history, strict=True):
-        assert pa["train_loss"] == pytest.approx(pb["train_loss"], rel=1e-9)
-
-
 def test_same_seed_same_numbers_and_other_seed_differs():
     cfg = _cfg(flip=True, translate=2, noise_std=0.1, drop_prob=0.2)
-    a, ta = _train(cfg, True, "float32")
-    b, tb = _train(cfg, True, "float32")
-    c, _ = _train(dataclasses.replace(cfg, seed=1), True, "float32")
+    a, ta = _train(cfg, "float32")
+    b, tb = _train(cfg, "float32")
+    c, _ = _train(dataclasses.replace(cfg, seed=1), "float32")
     for k, v in a.params().items():
         np.testing.assert_array_equal(v, b.params()[k])
     assert ta.history == tb.history
@@ -72,7 +60,7 @@ def test_same_seed_same_numbers_and_other_seed_differs():
 
 def test_history_records_at_least_10_points_per_cycle_and_lr():
     cfg = _cfg(n_s=50, cycles=2, record_every=0, record_per_cycle=10)
-    _, tr = _train(cfg, True)
+    _, tr = _train(cfg)
     steps = [p["step"] for p in tr.history]
     assert steps[0] == 0 and steps[-1] == 200
     assert len(steps) >= 2 * 10 + 1
@@ -89,7 +77,7 @@ def test_history_records_at_least_10_points_per_cycle_and_lr():
 
 
 def test_training_learns_synthetic_data():
-    _, tr = _train(_cfg(n_s=100, cycles=2), True, "float32")
+    _, tr = _train(_cfg(n_s=100, cycles=2), "float32")
     assert tr.history[-1]["val_accuracy"] > 0.8
 
 
@@ -98,7 +86,7 @@ def test_divergence_is_reported_with_step_and_lr():
 
     cfg = _cfg(schedule="constant", eta=1e6, epochs=3, lam=0.0)
     with pytest.raises(TrainingDiverged, match=r"update \d+ \(learning rate 1e\+06\)"):
-        _train(cfg, True, "float32")
+        _train(cfg, "float32")
 
 
 def test_recipes_load_and_values():
@@ -144,7 +132,7 @@ def test_bad_recipe_files(tmp_path):
 
 def test_batch_larger_than_split_is_an_error():
     with pytest.raises(ConfigError, match="larger than the training split"):
-        _train(_cfg(batch_size=1000), True)
+        _train(_cfg(batch_size=1000))
 
 
 def test_estimator_api():
@@ -223,7 +211,7 @@ def test_snapshot_ensemble_keeps_one_model_per_cycle(tmp_path):
 
 def test_keep_best_restores_best_validation_weights_and_early_stop():
     cfg = _cfg(n_s=40, cycles=2, keep_best=True, record_every=4)
-    net, tr = _train(cfg, True)
+    net, tr = _train(cfg)
     raw = synthetic_raw()
     s = make_splits(raw, cfg.split, np.random.default_rng(cfg.seed), dtype=np.float64)
     best = max(p["val_accuracy"] for p in tr.history)
@@ -231,7 +219,7 @@ def test_keep_best_restores_best_validation_weights_and_early_stop():
     assert tr.history[[p["val_accuracy"] for p in tr.history].index(best)]["step"] == tr.best_step
     # early stopping: an impossible-to-improve run (lr tiny) stops after `early_stop` points
     cfg = _cfg(schedule="constant", eta=1e-9, epochs=20, early_stop=3, record_every=4)
-    _, tr = _train(cfg, True)
+    _, tr = _train(cfg)
     assert tr.stopped_early and tr.step < cfg.total_updates(400)
 
 

@@ -46,7 +46,7 @@ class Config:
     lam: float = 0.0  # L2: cost = loss + lam * sum ||W||^2
     label_smoothing: float = 0.0
     # optimisation
-    optimizer: str = "sgd"  # sgd | momentum | nesterov | adam | adamw
+    optimizer: str = "sgd"  # sgd | momentum | nesterov | adam (AdamW with weight_decay)
     momentum: float = 0.9
     weight_decay: float = 0.0  # decoupled (AdamW-style), on dense weights
     batch_size: int = 100

@@ -5,12 +5,19 @@ Conventions shared by every layer (row-major samples):
 - ``forward(x, train, rng)`` takes ``x`` of shape ``(n, d_in)`` and keeps exactly
   what ``backward`` needs; ``train`` selects training behaviour (batch statistics,
   dropout), never a global flag.
-- ``backward(dout)`` takes ``dL/d(out)`` of shape ``(n, d_out)``, returns
-  ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told that no
-  one needs it) and overwrites ``self.grads[k]`` for every ``k`` in
-  ``self.params``. It never modifies ``dout``.
+- ``backward(dout, scale=1.0)`` takes ``dL/d(out)`` of shape ``(n, d_out)``,
+  returns ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told
+  that no one needs it) and overwrites ``self.grads[k]`` with
+  ``scale * dL/dparams[k]`` for every ``k`` in ``self.params``. It never modifies
+  ``dout``. ``scale`` is the optimiser's business (plain SGD asks for ``-lr``, so
+  that the weight-gradient GEMM writes the update itself, see
+  :mod:`mlplab.optim.optimizers`); a layer without parameters ignores it.
 - Learnable arrays live in ``params``; running statistics live in ``buffers``
   and are never touched by an optimiser.
+- ``spec()`` is a JSON-able description; ``from_spec(spec, dtype)`` rebuilds the
+  layer with zero weights. :data:`LAYERS` maps each ``kind`` to its class: a new
+  layer is one class plus one line there (model files, gradient checks and
+  training then handle it).
 """
 
 from __future__ import annotations
@@ -39,12 +46,17 @@ class Layer:
     ) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
         raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
-        """JSON-able description from which :func:`layer_from_spec` rebuilds the layer."""
+        """JSON-able description from which :meth:`from_spec` rebuilds the layer."""
         return {"kind": self.kind}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> Layer:
+        """The layer described by :meth:`spec` (zero weights; load them with the state)."""
+        return cls()
 
     def _alloc_grads(self) -> None:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -63,9 +75,6 @@ class Dense(Layer):
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, need_dx: bool = True) -> None:
         super().__init__()
-        # ``grads`` hold ``grad_scale * dL/dparam``: the fused SGD path of the trainer sets it
-        # to ``-lr`` so that the weight GEMM writes the update itself (no extra pass over W).
-        self.grad_scale = 1.0
         if W.ndim != 2:
             raise ConfigError(f"Dense weights must be 2-D, got shape {W.shape}")
         self.params["W"] = W
@@ -91,11 +100,12 @@ class Dense(Layer):
             self._x = x
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
         x = self._x
         if x is None:
             raise RuntimeError("Dense.backward called before a training forward pass")
-        g = dout if self.grad_scale == 1.0 else dout * self.grad_scale
+        # scaling the small (n, d_out) ``dout`` costs nothing beside a pass over ``W``
+        g = dout if scale == 1.0 else dout * scale
         np.matmul(x.T, g, out=self.grads["W"])
         if "b" in self.params:
             np.sum(g, axis=0, out=self.grads["b"])
@@ -106,6 +116,11 @@ class Dense(Layer):
     def spec(self) -> dict[str, Any]:
         d_in, d_out = self.shape
         return {"kind": self.kind, "d_in": d_in, "d_out": d_out, "bias": "b" in self.params}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> Dense:
+        W = np.zeros((int(spec["d_in"]), int(spec["d_out"])), dtype=dtype)
+        return cls(W, np.zeros(W.shape[1], dtype=dtype) if spec.get("bias", True) else None)
 
 
 class ReLU(Layer):
@@ -125,7 +140,7 @@ class ReLU(Layer):
             self._out = out
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray:
         if self._out is None:
             raise RuntimeError("ReLU.backward called before a training forward pass")
         return dout * (self._out > 0)
@@ -221,13 +236,17 @@ class BatchNorm(Layer):
             rv += (1.0 - a) * var
         self.buffers["num_batches_tracked"][...] += 1
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("BatchNorm.backward called before a training forward pass")
         xhat, inv_std = self._cache
         n = dout.shape[0]
-        np.sum(dout * xhat, axis=0, out=self.grads["gamma"])
-        np.sum(dout, axis=0, out=self.grads["beta"])
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        np.sum(dout * xhat, axis=0, out=dgamma)
+        np.sum(dout, axis=0, out=dbeta)
+        if scale != 1.0:
+            dgamma *= scale
+            dbeta *= scale
         dxhat = dout * self.params["gamma"]
         dx = n * dxhat
         dx -= dxhat.sum(axis=0)
@@ -244,6 +263,17 @@ class BatchNorm(Layer):
             "running_init": self.running_init,
             "unbiased_running_var": self.unbiased_running_var,
         }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> BatchNorm:
+        return cls(
+            int(spec["d"]),
+            alpha=float(spec["alpha"]),
+            eps=float(spec["eps"]),
+            running_init=str(spec["running_init"]),
+            unbiased_running_var=bool(spec["unbiased_running_var"]),
+            dtype=dtype,
+        )
 
 
 class Dropout(Layer):
@@ -283,7 +313,7 @@ class Dropout(Layer):
             self._scaled_mask = m
         return x * m
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray:
         if self._scaled_mask is None:
             return dout
         return dout * self._scaled_mask
@@ -292,24 +322,18 @@ class Dropout(Layer):
         return {"kind": self.kind, "drop_prob": self.drop_prob}
 
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> Dropout:
+        return cls(float(spec["drop_prob"]))
+
+
+#: ``kind`` -> layer class; :func:`layer_from_spec` and the model files look layers up here.
+LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Dense, ReLU, BatchNorm, Dropout)}
+
+
 def layer_from_spec(spec: dict[str, Any], dtype: np.dtype | type = np.float32) -> Layer:
     """Rebuild an (unweighted: zeros) layer from :meth:`Layer.spec`."""
     kind = spec.get("kind")
-    if kind == "dense":
-        W = np.zeros((int(spec["d_in"]), int(spec["d_out"])), dtype=dtype)
-        b = np.zeros(int(spec["d_out"]), dtype=dtype) if spec.get("bias", True) else None
-        return Dense(W, b)
-    if kind == "relu":
-        return ReLU()
-    if kind == "batchnorm":
-        return BatchNorm(
-            int(spec["d"]),
-            alpha=float(spec["alpha"]),
-            eps=float(spec["eps"]),
-            running_init=str(spec["running_init"]),
-            unbiased_running_var=bool(spec["unbiased_running_var"]),
-            dtype=dtype,
-        )
-    if kind == "dropout":
-        return Dropout(float(spec["drop_prob"]))
-    raise ConfigError(f"unknown layer kind {kind!r}")
+    if kind not in LAYERS:
+        raise ConfigError(f"unknown layer kind {kind!r}; known: {', '.join(LAYERS)}")
+    return LAYERS[kind].from_spec(spec, dtype)

@@ -6,6 +6,9 @@ Cost convention (as in DD2424)::
                                                   batch-norm gamma/beta)
     d cost / d W_l = d loss / d W_l + 2 * lam * W_l
 
+The network back-propagates the loss; the ``2 * lam * W_l`` term is added by the
+optimiser (:mod:`mlplab.optim.optimizers`) and by the gradient check.
+
 ``X`` is ``(n, d)`` (one sample per row), logits are ``(n, K)``.
 """
 
@@ -171,12 +174,13 @@ class Network:
             h = layer.forward(h, train, rng)
         return h
 
-    def backward(self, dlogits: np.ndarray) -> None:
-        """Back-propagate ``dL/dlogits`` through every layer, filling the layers' ``grads``."""
+    def backward(self, dlogits: np.ndarray, scale: float = 1.0) -> None:
+        """Back-propagate ``dL/dlogits`` through every layer: the layers' ``grads`` then hold
+        ``scale * dL/dparam`` (see the layer contract in :mod:`mlplab.nn.layers`)."""
         d: np.ndarray | None = dlogits
         for layer in reversed(self.layers):
             assert d is not None
-            d = layer.backward(d)
+            d = layer.backward(d, scale)
 
     def l2_penalty(self, lam: float) -> float:
         """``lam * sum ||W||^2`` over the dense weights."""
@@ -191,27 +195,21 @@ class Network:
         self,
         X: np.ndarray,
         y: np.ndarray,
-        lam: float = 0.0,
         rng: np.random.Generator | None = None,
         *,
         label_smoothing: float = 0.0,
-        add_l2_grad: bool = True,
+        scale: float = 1.0,
     ) -> float:
-        """Training step's forward + backward: fills ``grads()`` with the gradients of the
-        cost and returns the data loss (the cost is ``loss + self.l2_penalty(lam)``, not
-        computed here: it would cost a pass over every weight matrix per step).
+        """Training step's forward + backward: returns the data loss and fills ``grads()``
+        with ``scale * d loss / d param``.
 
-        ``add_l2_grad=False`` leaves ``2 * lam * W`` out of the weight gradients, for
-        the trainer's fused update that applies it as an in-place scaling of ``W``.
+        The L2 term is not here: its gradient ``2 * lam * W`` is the optimiser's to add
+        (folded into its update, see :mod:`mlplab.optim.optimizers`), and the cost
+        ``loss + self.l2_penalty(lam)`` would cost a pass over every weight per step.
         """
         logits = self.forward(X, train=True, rng=rng)
         loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
-        self.backward(dlogits)
-        if lam and add_l2_grad:
-            for ly in self.layers:
-                for k in ly.decay:
-                    g = ly.grads[k]
-                    g += (2.0 * lam) * ly.params[k]
+        self.backward(dlogits, scale)
         return loss
 
     def logits(self, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:

@@ -1,18 +1,28 @@
-"""Optimisers: ``step(params, grads, lr)`` updates the arrays in ``params`` in place.
+"""Optimisers: they own the whole update of a training step, L2 term included.
 
-State (momentum buffers, Adam moments) is keyed by parameter name, so it can be
-saved and restored with the model. Formulas follow ``torch.optim`` exactly, so
-that the same start gives the same steps:
+The trainer runs the backward pass with the ``scale`` the optimiser asks for
+(:meth:`Optimizer.grad_scale`), so that ``grads`` hold ``scale * dL/dp`` of the data
+loss, then calls :meth:`Optimizer.step`, and does nothing else to the parameters.
+The formulas follow ``torch.optim`` exactly (the tests compare steps), with the
+course's L2 term ``2 * l2 * W`` (``cost = loss + l2 * sum ||W||^2``) added to the
+gradient of the parameters in ``decay_names`` (PyTorch's ``weight_decay = 2 * l2``):
 
-- SGD: ``v = mu * v + g`` (``v = g`` at the first step); ``p -= lr * v``, or with
-  Nesterov ``p -= lr * (g + mu * v)``. ``momentum = 0`` is plain ``p -= lr * g``.
+- SGD: ``g = dL/dp + 2 l2 p``; ``v = mu * v + g`` (``v = g`` at the first step);
+  ``p -= lr * v``, or with Nesterov ``p -= lr * (g + mu * v)``. ``momentum = 0`` is
+  plain ``p -= lr * g``.
 - Adam: ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
   ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with bias corrections ``1 - b^t``.
-- ``decoupled_weight_decay`` (AdamW/SGDW): ``p *= 1 - lr * wd`` before the step,
-  on the parameters named in ``decay_names`` only.
+- ``decoupled_weight_decay`` (AdamW / SGDW): ``p *= 1 - lr * wd`` before the step,
+  on the parameters in ``decay_names``; AdamW is Adam with it.
 
-The course's L2 term (``2 lam W`` in the gradient) is not the optimiser's business:
-it is already in ``grads`` (see :meth:`mlplab.nn.network.Network.loss_grad`).
+Every update works in place, on the arrays themselves, a scratch buffer and the
+gradient arrays (which the step consumes): no temporary array per step. Each
+in-place operation below is the same floating-point operation as the textbook
+expression in the comment beside it, so the results are the same bits.
+
+Plain SGD (the course's optimiser) asks for ``scale = -lr``: the weight-gradient
+GEMM then writes ``-lr * dL/dW``, the update itself, and the step is one in-place
+scaling ``W *= 1 - 2 lr l2`` and one addition: two passes over each weight matrix.
 """
 
 from __future__ import annotations
@@ -26,31 +36,63 @@ from mlplab.errors import ConfigError
 
 
 class Optimizer:
-    """Base class; subclasses implement :meth:`_update`."""
+    """Base class; subclasses implement :meth:`_update` (and may ask for a ``grad_scale``)."""
 
     name = "optimizer"
 
-    def __init__(self, decoupled_weight_decay: float = 0.0, decay_names: Iterable[str] = ()):
-        if not (math.isfinite(decoupled_weight_decay) and decoupled_weight_decay >= 0):
-            raise ConfigError(
-                f"decoupled_weight_decay must be >= 0, got {decoupled_weight_decay!r}"
-            )
+    def __init__(
+        self,
+        *,
+        l2: float = 0.0,
+        decoupled_weight_decay: float = 0.0,
+        decay_names: Iterable[str] = (),
+    ) -> None:
+        for what, value in (("l2 (lam)", l2), ("decoupled_weight_decay", decoupled_weight_decay)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{what} must be >= 0, got {value!r}")
+        self.l2 = float(l2)
         self.wd = float(decoupled_weight_decay)
         self.decay_names = set(decay_names)
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
+        self._buffer = np.empty(0)
+
+    def grad_scale(self, lr: float) -> float:
+        """The ``scale`` of the gradients this optimiser wants from the backward pass."""
+        return 1.0
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
-        """Apply one update with learning rate ``lr`` to every array of ``params``."""
+        """Update every array of ``params`` in place with learning rate ``lr``.
+
+        ``grads[k]`` must hold ``self.grad_scale(lr) * dL/dparams[k]`` of the data loss
+        (no L2 term); they are used as scratch space and hold no gradient afterwards.
+        """
         self.t += 1
         for name, p in params.items():
-            if self.wd and name in self.decay_names:
-                p *= 1.0 - lr * self.wd
-            self._update(name, p, grads[name], lr)
+            l2 = self.l2 if name in self.decay_names else 0.0
+            self._update(name, p, grads[name], lr, l2)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
         raise NotImplementedError
 
+    # -- in-place building blocks ---------------------------------------------------------------
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A reusable array of ``like``'s shape and dtype (one buffer for all parameters)."""
+        if self._buffer.size < like.size or self._buffer.dtype != like.dtype:
+            self._buffer = np.empty(like.size, dtype=like.dtype)
+        return self._buffer[: like.size].reshape(like.shape)
+
+    def _add_l2(self, p: np.ndarray, g: np.ndarray, l2: float) -> None:
+        if l2:
+            s = self._scratch(p)
+            np.multiply(p, 2.0 * l2, out=s)
+            g += s  # g = g + (2 l2) p
+
+    def _decay(self, name: str, p: np.ndarray, lr: float) -> None:
+        if self.wd and name in self.decay_names:
+            p *= 1.0 - lr * self.wd
+
+    # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays that make up the optimiser's state (for checkpoints)."""
         return {**{k: v.copy() for k, v in self.state.items()}, "__t__": np.array(self.t)}
@@ -74,20 +116,39 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        if self.momentum == 0.0:
-            p -= lr * g
+    def grad_scale(self, lr: float) -> float:
+        # plain SGD takes the update straight from the GEMM (the decoupled decay would have
+        # to be applied before the L2 term is folded in, so it takes the general path)
+        return -lr if self.momentum == 0.0 and self.wd == 0.0 else 1.0
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
+        if self.grad_scale(lr) != 1.0:  # g = -lr dL/dp
+            if l2:
+                p *= 1.0 - 2.0 * lr * l2
+            p += g
+            return
+        self._add_l2(p, g, l2)
+        self._decay(name, p, lr)
+        mu = self.momentum
+        if mu == 0.0:
+            g *= lr
+            p -= g  # p = p - lr g
             return
         v = self.state.get(name)
         if v is None:
             v = self.state[name] = g.copy()
         else:
-            v *= self.momentum
-            v += g
+            v *= mu
+            v += g  # v = mu v + g
         if self.nesterov:
-            p -= lr * (g + self.momentum * v)
+            s = self._scratch(p)
+            np.multiply(v, mu, out=s)
+            g += s
+            g *= lr
+            p -= g  # p = p - lr (g + mu v)
         else:
-            p -= lr * v
+            np.multiply(v, lr, out=g)
+            p -= g  # p = p - lr v
 
 
 class Adam(Optimizer):
@@ -106,28 +167,36 @@ class Adam(Optimizer):
             raise ConfigError(f"eps must be positive, got {eps!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
+        self._add_l2(p, g, l2)
+        self._decay(name, p, lr)
         m = self.state.setdefault(f"{name}.m", np.zeros_like(p))
         v = self.state.setdefault(f"{name}.v", np.zeros_like(p))
         b1, b2 = self.beta1, self.beta2
+        s = self._scratch(p)
+        np.multiply(g, 1 - b1, out=s)
         m *= b1
-        m += (1 - b1) * g
+        m += s  # m = b1 m + (1 - b1) g
+        g *= g
+        g *= 1 - b2
         v *= b2
-        v += (1 - b2) * (g * g)
+        v += g  # v = b2 v + (1 - b2) g^2
         c1 = 1 - b1**self.t
         c2 = 1 - b2**self.t
-        denom = np.sqrt(v / c2)
-        denom += self.eps
-        p -= (lr / c1) * m / denom
+        np.divide(v, c2, out=s)
+        np.sqrt(s, out=s)
+        s += self.eps  # s = sqrt(v / c2) + eps
+        np.multiply(m, lr / c1, out=g)
+        g /= s
+        p -= g  # p = p - (lr / c1) m / s
 
 
-#: name -> constructor from (momentum, decoupled-weight-decay keywords).
+#: name -> constructor from (momentum, keywords of :class:`Optimizer`).
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "sgd": lambda momentum, **kw: SGD(**kw),
     "momentum": lambda momentum, **kw: SGD(momentum=momentum, **kw),
     "nesterov": lambda momentum, **kw: SGD(momentum=momentum, nesterov=True, **kw),
-    "adam": lambda momentum, **kw: Adam(**kw),
-    "adamw": lambda momentum, **kw: Adam(**kw),  # Adam; its weight decay is always decoupled
+    "adam": lambda momentum, **kw: Adam(**kw),  # AdamW with weight_decay > 0
 }
 
 
@@ -135,14 +204,17 @@ def make_optimizer(
     name: str,
     *,
     momentum: float = 0.9,
+    l2: float = 0.0,
     weight_decay: float = 0.0,
     decay_names: Iterable[str] = (),
 ) -> Optimizer:
     """Optimiser by name (see :data:`OPTIMIZERS`).
 
-    ``weight_decay`` is decoupled (``p *= 1 - lr * wd``) and applies to ``decay_names``.
+    ``l2`` is the course's L2 weight ``lam`` (its gradient ``2 lam W`` is folded into the
+    update); ``weight_decay`` is decoupled (``p *= 1 - lr * wd``). Both apply to the
+    parameters in ``decay_names``.
     """
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    kw = {"decoupled_weight_decay": weight_decay, "decay_names": decay_names}
+    kw = {"l2": l2, "decoupled_weight_decay": weight_decay, "decay_names": decay_names}
     return OPTIMIZERS[name](momentum, **kw)

@@ -8,11 +8,10 @@ in other epochs. The learning rate of update ``t`` (counted from 0) is
 ``schedule(t)``. The history is recorded at step 0, every ``record_every``
 updates and at the end.
 
-Plain SGD (the course's optimiser) takes a fused path: the weight-gradient GEMM
-is fed ``-lr * dout`` and so writes the update ``-lr * dL/dW`` directly, the L2
-term becomes one in-place scaling ``W *= 1 - 2 lr lam``, and the update one
-in-place addition: two passes over each weight matrix instead of five. It gives
-the same numbers as the reference path (``fused=False``) up to float rounding.
+An update is the network's backward pass with the gradient scale the optimiser
+asks for, then ``optimizer.step``: the optimiser owns the update, L2 term included
+(see :mod:`mlplab.optim.optimizers`; plain SGD takes its update straight from the
+weight-gradient GEMM).
 
 The trainer's whole state (step, current permutation, generator state,
 optimiser state, history) is available as :meth:`Trainer.state` so that a run
@@ -32,9 +31,8 @@ from tqdm.auto import tqdm
 from mlplab.config import Config
 from mlplab.data.augment import augment_batch
 from mlplab.errors import ConfigError, TrainingDiverged
-from mlplab.nn.layers import Dense
 from mlplab.nn.network import Network
-from mlplab.optim.optimizers import SGD, Optimizer, make_optimizer
+from mlplab.optim.optimizers import Optimizer, make_optimizer
 from mlplab.optim.schedules import Cyclic, Schedule, make_schedule
 
 
@@ -52,7 +50,9 @@ class Trainer:
 
     Callbacks: ``on_record(point)`` with every history point; ``on_cycle_end(k)``
     after the last update of cycle ``k`` of a cyclic schedule (snapshot
-    ensembles); ``on_step(trainer)`` after every update (checkpoints).
+    ensembles); ``on_step(trainer)`` after every update (checkpoints). ``optimizer``
+    replaces the one the configuration names (its ``decay_names`` and ``l2`` are the
+    caller's to set).
     """
 
     def __init__(
@@ -62,7 +62,7 @@ class Trainer:
         rng: np.random.Generator,
         *,
         progress: bool = True,
-        fused: bool = True,
+        optimizer: Optimizer | None = None,
         schedule: Schedule | None = None,
         on_record: Callable[[dict[str, float]], None] | None = None,
         on_cycle_end: Callable[[int], None] | None = None,
@@ -76,17 +76,12 @@ class Trainer:
         self.on_cycle_end = on_cycle_end
         self.on_step = on_step
         self.schedule = schedule  # overrides the configuration's (learning-rate range test)
-        self.optimizer: Optimizer = make_optimizer(
+        self.optimizer: Optimizer = optimizer or make_optimizer(
             cfg.optimizer,
             momentum=cfg.momentum,
+            l2=cfg.lam,
             weight_decay=cfg.weight_decay,
             decay_names=network.decay_names(),
-        )
-        self.fused = (
-            fused
-            and type(self.optimizer) is SGD
-            and self.optimizer.momentum == 0.0
-            and self.optimizer.wd == 0.0
         )
         self.history: list[dict[str, float]] = []
         self.snapshots: list[dict[str, np.ndarray]] = []  # network state at each cycle's end
@@ -144,32 +139,11 @@ class Trainer:
 
     # -- one update ---------------------------------------------------------------------------
     def _update(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
-        cfg, net = self.cfg, self.net
-        if not self.fused:
-            loss = net.loss_grad(xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing)
-            self.optimizer.step(self._params, self._grads, lr)
-            return loss
-        dense = self._dense
-        for ly in dense:
-            ly.grad_scale = -lr
-        try:
-            loss = net.loss_grad(
-                xb, yb, cfg.lam, self.rng, label_smoothing=cfg.label_smoothing, add_l2_grad=False
-            )
-        finally:
-            for ly in dense:
-                ly.grad_scale = 1.0
-        shrink = 1.0 - 2.0 * lr * cfg.lam
-        for ly in net.layers:
-            for k, p in ly.params.items():
-                g = ly.grads[k]
-                if isinstance(ly, Dense):  # g already holds -lr * dL/dp
-                    if k in ly.decay and cfg.lam:
-                        p *= shrink
-                    p += g
-                else:
-                    p -= lr * g
-        self.optimizer.t += 1
+        opt = self.optimizer
+        loss = self.net.loss_grad(
+            xb, yb, self.rng, label_smoothing=self.cfg.label_smoothing, scale=opt.grad_scale(lr)
+        )
+        opt.step(self._params, self._grads, lr)
         return loss
 
     def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
@@ -247,7 +221,6 @@ class Trainer:
         augment = cfg.flip or cfg.translate or cfg.noise_std
         xb = np.empty((B, X.shape[1]), dtype=X.dtype)
         self._params, self._grads = net.params(), net.grads()
-        self._dense = [ly for ly in net.layers if isinstance(ly, Dense)]
         start = time.perf_counter() - self.seconds
         if record and self.step == 0 and not self.history:
             self._record(X, y, X_val, y_val, schedule(0), n)
