@@ -58,7 +58,7 @@ def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
 
     orig = layers.ReLU.backward
 
-    def leaky(self, dout):  # wrong: lets gradient through negative units
+    def leaky(self, dout, scale=1.0):  # wrong: lets gradient through negative units
         return orig(self, dout) + 0.1 * dout * (self._out <= 0)
 
     monkeypatch.setattr(layers.ReLU, "backward", leaky)
@@ -70,7 +70,7 @@ def test_batchnorm_check_fails_if_backward_ignores_batch_coupling(monkeypatch):
     net, X, y, R = _case(8, [10], True, 0.0)
     from mlplab.nn import layers
 
-    def naive(self, dout):
+    def naive(self, dout, scale=1.0):
         xhat, inv_std = self._cache
         self.grads["gamma"][...] = (dout * xhat).sum(0)
         self.grads["beta"][...] = dout.sum(0)

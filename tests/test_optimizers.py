@@ -38,9 +38,9 @@ class Reference(Optimizer):
         if self.wd and name in self.decay_names:
             p *= 1.0 - lr * self.wd
         if self.kind == "adam":
-            m = self.state[name + ".m"] = self.b1 * self.state.get(name + ".m", 0) + (
-                1 - self.b1
-            ) * g
+            m = self.state[name + ".m"] = (
+                self.b1 * self.state.get(name + ".m", 0) + (1 - self.b1) * g
+            )
             v = self.state[name + ".v"] = self.b2 * self.state.get(name + ".v", 0) + (
                 1 - self.b2
             ) * (g * g)

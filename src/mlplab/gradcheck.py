@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from mlplab.gradcheck_fast import freeze_dropout, numerical_gradients_vectorized
 from mlplab.nn.losses import cross_entropy, softmax_cross_entropy
 from mlplab.nn.network import Network
 
@@ -97,14 +98,6 @@ class _Objective:
         return grads
 
 
-def _frozen(net: Network, X: np.ndarray):
-    """Draw dropout masks once (from a fixed generator) and keep them."""
-    for d in net.dropout_layers():
-        d.freeze(True)
-    if any(True for _ in net.dropout_layers()):
-        net.forward(X, train=True, rng=np.random.default_rng(0))
-
-
 def numerical_gradients(
     net: Network,
     X: np.ndarray,
@@ -119,7 +112,7 @@ def numerical_gradients(
     reference)."""
     obj = _Objective(net, X, y, lam, upstream, label_smoothing)
     saved = {k: v.copy() for k, v in net.buffers().items()}
-    _frozen(net, X)
+    freeze_dropout(net, X)
     out: dict[str, np.ndarray] = {}
     try:
         for name, p in net.params().items():
@@ -151,12 +144,16 @@ def analytic_gradients(
 ) -> dict[str, np.ndarray]:
     """Back-propagated gradients of the same objective as :func:`numerical_gradients`."""
     saved = {k: v.copy() for k, v in net.buffers().items()}
-    _frozen(net, X)
+    freeze_dropout(net, X)
     try:
         return _Objective(net, X, y, lam, upstream, label_smoothing).analytic()
     finally:
         for k, v in net.buffers().items():
             v[...] = saved[k]
+
+
+#: ``method`` name -> numerical gradients of the checked objective.
+METHODS = {"loop": numerical_gradients, "vectorized": numerical_gradients_vectorized}
 
 
 def gradcheck(
@@ -180,13 +177,9 @@ def gradcheck(
     """
     if net.dtype != np.float64:
         raise ValueError(f"run gradient checks in float64, the network is {net.dtype}")
-    if method == "loop":
-        numerical = numerical_gradients
-    elif method == "vectorized":
-        from mlplab.gradcheck_fast import numerical_gradients_vectorized as numerical
-    else:
-        raise ValueError(f"method must be 'loop' or 'vectorized', got {method!r}")
-    num = numerical(net, X, y, lam, h=h, upstream=upstream, label_smoothing=label_smoothing)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    num = METHODS[method](net, X, y, lam, h=h, upstream=upstream, label_smoothing=label_smoothing)
     ana = analytic_gradients(net, X, y, lam, upstream=upstream, label_smoothing=label_smoothing)
     return compare(net, ana, num, eps)
 

@@ -321,7 +321,6 @@ class Dropout(Layer):
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "drop_prob": self.drop_prob}
 
-
     @classmethod
     def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> Dropout:
         return cls(float(spec["drop_prob"]))
