@@ -1,14 +1,16 @@
 """One training epoch, mlplab against PyTorch on the CPU, alternated in one run.
 
-    python benchmarks/bench_epoch.py [--repeats 5] [--nets 3072-50-10,...] [--json out.json]
+    python benchmarks/bench_epoch.py [--repeats 5] [--cases 3072-50-10,...] [--json out.json]
 
-Each net trains one epoch of 45,000 CIFAR-shaped float32 samples (450 updates of
-batch 100, L2 weight 0.01, cyclical learning rate) with mlplab and with the
-same layers in PyTorch (``torch.set_num_threads`` = mlplab's BLAS threads,
-weight decay 2*lam which is the same L2 gradient). The two alternate
-``--repeats`` times; the table gives the medians, the ratio mlplab / PyTorch,
-the FLOPs per epoch and the fraction of the machine's float32 GEMM peak (measured
-here with a large matrix product) that mlplab reaches.
+Each case trains one epoch of 45,000 CIFAR-shaped float32 samples (450 updates of
+batch 100, cyclical learning rate) with mlplab and with the same layers, optimiser,
+L2 term (PyTorch's weight_decay = 2 * lam on the dense weights), batch norm, dropout,
+label smoothing and augmentation work in PyTorch (``torch.set_num_threads`` =
+mlplab's BLAS threads). The two alternate ``--repeats`` times; the table gives the
+medians, the ratio mlplab / PyTorch, the ratio to plain SGD on the same net (the
+optimisers' own cost), the FLOPs per epoch and the fraction of the machine's float32
+GEMM peak (measured here with a large matrix product) that mlplab reaches.
+Case ``bonus/best`` is that recipe's network and ingredients.
 """
 
 from __future__ import annotations
@@ -16,28 +18,61 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info
 
 from mlplab.config import Config
+from mlplab.machine import host_line, machine_facts
 from mlplab.nn.network import Network
 from mlplab.train.trainer import Trainer
 
-N, D, K, B, LAM = 45_000, 3072, 10, 100, 0.01
-NETS = {
-    "3072-50-10": ([50], False),
-    "3072-50-50-10-bn": ([50, 50], True),
-    "3072-1024-512-10": ([1024, 512], False),
+N, D, K, B = 45_000, 3072, 10, 100
+WIDE = [1024, 512]
+
+
+@dataclass(frozen=True)
+class Case:
+    hidden: list[int]
+    optimizer: str = "sgd"
+    bn: bool = False
+    drop: float = 0.0
+    flip: bool = False
+    translate: int = 0
+    smoothing: float = 0.0
+    lam: float = 0.01
+    eta_max: float = 0.1
+
+
+CASES = {
+    "3072-50-10": Case([50]),
+    "3072-50-50-10-bn": Case([50, 50], bn=True),
+    "3072-1024-512-10": Case(WIDE),
+    "wide momentum": Case(WIDE, "momentum", eta_max=0.05),
+    "wide nesterov": Case(WIDE, "nesterov", eta_max=0.05),
+    "wide adam": Case(WIDE, "adam", eta_max=1e-3),
+    "bonus/best": Case(
+        WIDE,
+        "nesterov",
+        bn=True,
+        drop=0.1,
+        flip=True,
+        translate=2,
+        smoothing=0.1,
+        lam=5e-4,
+        eta_max=0.05,
+    ),
 }
+#: the plain-SGD case each optimiser case is compared with
+SGD_OF = {name: "3072-1024-512-10" for name, c in CASES.items() if c.hidden == WIDE}
 
 
 def blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
     return max(int(i.get("num_threads", 1)) for i in threadpool_info() if i["user_api"] == "blas")
 
 
@@ -63,57 +98,101 @@ def epoch_flops(sizes: list[int]) -> float:
     return per_sample * (N // B) * B
 
 
-def mlplab_epoch(X, y, hidden, bn, seed) -> float:
+def mlplab_epoch(X, y, c: Case, seed) -> float:
     cfg = Config(
         name="bench",
         split="all",
-        hidden=hidden,
-        batch_norm=bn,
+        hidden=c.hidden,
+        batch_norm=c.bn,
+        drop_prob=c.drop,
+        flip=c.flip,
+        translate=c.translate,
+        label_smoothing=c.smoothing,
+        optimizer=c.optimizer,
+        momentum=0.9,
         init="he",
-        lam=LAM,
+        lam=c.lam,
         batch_size=B,
+        eta_max=c.eta_max,
         n_s=900,
         cycles=1,
         seed=seed,
     ).validate()
     rng = np.random.default_rng(seed)
-    net = Network.build(D, hidden, K, rng=rng, init="he", batch_norm=bn)
+    net = Network.build(D, c.hidden, K, rng=rng, init="he", batch_norm=c.bn, drop_prob=c.drop)
     tr = Trainer(net, cfg, rng, progress=False)
     t = time.perf_counter()
     tr.fit(X, y, record=False, max_updates=N // B)
     return time.perf_counter() - t
 
 
-def torch_model(hidden, bn):
+def torch_model(c: Case) -> torch.nn.Sequential:
     layers, d = [], D
-    for h in hidden:
-        layers.append(torch.nn.Linear(d, h, bias=not bn))
-        if bn:
+    for h in c.hidden:
+        layers.append(torch.nn.Linear(d, h, bias=not c.bn))
+        if c.bn:
             layers.append(torch.nn.BatchNorm1d(h))
         layers.append(torch.nn.ReLU())
+        if c.drop:
+            layers.append(torch.nn.Dropout(c.drop))
         d = h
     layers.append(torch.nn.Linear(d, K))
     return torch.nn.Sequential(*layers)
 
 
-def torch_epoch(Xt, yt, hidden, bn, seed) -> float:
+def torch_optimizer(c: Case, groups: list[dict]) -> torch.optim.Optimizer:
+    if c.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=1e-5)
+    mom = {
+        "sgd": {},
+        "momentum": {"momentum": 0.9},
+        "nesterov": {"momentum": 0.9, "nesterov": True},
+    }
+    return torch.optim.SGD(groups, lr=1e-5, **mom[c.optimizer])
+
+
+def torch_augment(xb: torch.Tensor, c: Case, g: torch.Generator) -> torch.Tensor:
+    """The same work as mlplab's augment_batch: flip half the images, shift each by up to
+    ``translate`` pixels (vacated pixels 0) with one gather from a zero-padded batch."""
+    n, k = xb.shape[0], c.translate
+    img = xb.view(n, 3, 32, 32)
+    if c.flip:
+        rows = torch.nonzero(torch.rand(n, generator=g) < 0.5).flatten()
+        img[rows] = img[rows].flip(-1)
+    if k:
+        shifts = torch.randint(-k, k + 1, (n, 2), generator=g)
+        padded = torch.nn.functional.pad(img, (k, k, k, k))
+        r = (k - shifts[:, 0])[:, None] + torch.arange(32)
+        q = (k - shifts[:, 1])[:, None] + torch.arange(32)
+        i = torch.arange(n)[:, None, None, None]
+        ch = torch.arange(3)[None, :, None, None]
+        img = padded[i, ch, r[:, None, :, None], q[:, None, None, :]]
+    return img.reshape(n, -1)
+
+
+def torch_epoch(Xt, yt, c: Case, seed) -> float:
     torch.manual_seed(seed)
-    model = torch_model(hidden, bn)
+    model = torch_model(c)
     decay = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
     rest = [p for p in model.parameters() if all(p is not w for w in decay)]
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": 2 * LAM}, {"params": rest, "weight_decay": 0.0}], lr=1e-5
+    opt = torch_optimizer(
+        c, [{"params": decay, "weight_decay": 2 * c.lam}, {"params": rest, "weight_decay": 0.0}]
     )
     sched = torch.optim.lr_scheduler.CyclicLR(
-        opt, 1e-5, 1e-1, step_size_up=900, cycle_momentum=False
+        opt, c.eta_max / 100, c.eta_max, step_size_up=900, cycle_momentum=False
     )
     g = torch.Generator().manual_seed(seed)
+    augment = c.flip or c.translate
     t = time.perf_counter()
+    model.train()
     perm = torch.randperm(N, generator=g)
     for b in range(N // B):
         idx = perm[b * B : (b + 1) * B]
         xb, yb = Xt.index_select(0, idx), yt.index_select(0, idx)
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        if augment:
+            xb = torch_augment(xb, c, g)
+        out = model(xb)
+        loss = torch.nn.functional.cross_entropy(out, yb, label_smoothing=c.smoothing)
         opt.zero_grad(set_to_none=False)
         loss.backward()
         opt.step()
@@ -124,10 +203,14 @@ def torch_epoch(Xt, yt, hidden, bn, seed) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--cases", default=",".join(CASES), help=f"among: {', '.join(CASES)}")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds of rest before each run")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args()
+    names = args.cases.split(",")
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {unknown}; choose among {', '.join(CASES)}")
     threads = blas_threads()
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -135,44 +218,44 @@ def main() -> None:
     y = rng.integers(0, K, N)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     peak = gemm_peak()  # measured again at the end; the larger value is used
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"BLAS threads {threads}, numpy {np.__version__}, torch {torch.__version__}"
-    )
+    facts = machine_facts(threads)
+    print(f"host: {host_line(facts)}; numpy {np.__version__}, torch {torch.__version__}")
     print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s")
-    rows = []
-    header = (
-        f"{'net':<20}{'mlplab s':>10}{'torch s':>10}{'ratio':>8}{'GFLOP':>8}"
+    rows: dict[str, dict] = {}
+    print(
+        f"{'case':<20}{'mlplab s':>10}{'torch s':>10}{'ratio':>8}{'vs SGD':>8}{'GFLOP':>8}"
         f"{'GFLOP/s':>9}{'% peak':>8}"
     )
-    print(header)
-    for name in args.nets.split(","):
-        hidden, bn = NETS[name]
+    for name in names:
+        c = CASES[name]
         ours, theirs = [], []
-        mlplab_epoch(X[:2000], y[:2000], hidden, bn, 0)  # warm-up (page-in, BLAS buffers)
+        mlplab_epoch(X[:2000], y[:2000], c, 0)  # warm-up (page-in, BLAS buffers)
         for r in range(args.repeats):
             # a pause before each timed run lets the other library's worker threads stop
             # spinning (OpenMP and OpenBLAS threads busy-wait for a while after their work)
             time.sleep(args.pause)
-            ours.append(mlplab_epoch(X, y, hidden, bn, r))
+            ours.append(mlplab_epoch(X, y, c, r))
             time.sleep(args.pause)
-            theirs.append(torch_epoch(Xt, yt, hidden, bn, r))
+            theirs.append(torch_epoch(Xt, yt, c, r))
         m, t = statistics.median(ours), statistics.median(theirs)
-        flops = epoch_flops([D, *hidden, K])
+        flops = epoch_flops([D, *c.hidden, K])
+        sgd = rows.get(SGD_OF.get(name, ""), {}).get("mlplab_s")
         row = {
-            "net": name,
+            "case": name,
             "mlplab_s": m,
             "torch_s": t,
             "ratio": m / t,
+            "vs_sgd": m / sgd if sgd else None,
             "gflop_per_epoch": flops / 1e9,
             "gflops": flops / m / 1e9,
             "peak_fraction": flops / m / 1e9 / peak,
             "mlplab_all": ours,
             "torch_all": theirs,
         }
-        rows.append(row)
+        rows[name] = row
+        vs = f"{row['vs_sgd']:>8.2f}" if sgd else f"{'':>8}"
         print(
-            f"{name:<20}{m:>10.3f}{t:>10.3f}{m / t:>8.2f}{flops / 1e9:>8.1f}"
+            f"{name:<20}{m:>10.3f}{t:>10.3f}{m / t:>8.2f}{vs}{flops / 1e9:>8.1f}"
             f"{row['gflops']:>9.1f}{100 * row['peak_fraction']:>7.1f}%"
         )
     peak_after = gemm_peak()
@@ -180,12 +263,13 @@ def main() -> None:
         print(
             f"GEMM peak measured again at the end: {peak_after:.1f} GFLOP/s (used above: "
             f"{peak:.1f}); % peak with it: "
-            + ", ".join(f"{r['net']} {100 * r['gflops'] / peak_after:.1f}%" for r in rows)
+            + ", ".join(f"{n} {100 * r['gflops'] / peak_after:.1f}%" for n, r in rows.items())
         )
         peak = peak_after
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": threads, "gemm_peak_gflops": peak, "rows": rows}, f, indent=2)
+            out = {"host": facts, "gemm_peak_gflops": peak, "rows": list(rows.values())}
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from mlplab.config import Config
 from mlplab.data import make_splits
 from mlplab.errors import ConfigError
 from mlplab.nn.layers import LAYERS
-from mlplab.optim.optimizers import OPTIMIZERS, Adam, Optimizer, make_optimizer
+from mlplab.optim.optimizers import BLOCK, OPTIMIZERS, Adam, Optimizer, make_optimizer
 from mlplab.train.run import build_network
 from mlplab.train.trainer import Trainer
 
@@ -33,7 +33,12 @@ class Reference(Optimizer):
         self.kind, self.mu = kind, momentum
         self.b1, self.b2, self.eps = 0.9, 0.999, 1e-8
 
-    def _update(self, name, p, g, lr, l2):
+    def step(self, params, grads, lr):
+        self.t += 1
+        for name, p in params.items():
+            self._textbook(name, p, grads[name], lr, self.l2 if name in self.decay_names else 0)
+
+    def _textbook(self, name, p, g, lr, l2):
         g = g + (2.0 * l2) * p if l2 else g
         if self.wd and name in self.decay_names:
             p *= 1.0 - lr * self.wd
@@ -79,7 +84,8 @@ def _pair(case: str):
 @pytest.mark.parametrize("case", CASES)
 def test_in_place_step_is_the_textbook_formula_bit_for_bit(case):
     rng = np.random.default_rng(3)
-    shapes = {"w": (40, 30), "b": (30,)}
+    shapes = {"w": (300, 500), "b": (500,)}  # w: two blocks and a part of a third
+    assert 2 * BLOCK < 300 * 500 < 3 * BLOCK
     start = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
     ours, ref = _pair(case)
     p1 = {k: v.copy() for k, v in start.items()}

@@ -16,7 +16,8 @@ gradient of the parameters in ``decay_names`` (PyTorch's ``weight_decay = 2 * l2
   on the parameters in ``decay_names``; AdamW is Adam with it.
 
 Every update works in place, on the arrays themselves, a scratch buffer and the
-gradient arrays (which the step consumes): no temporary array per step. Each
+gradient arrays (which the step consumes): no temporary array per step, and cache-sized
+blocks of each parameter at a time. Each
 in-place operation below is the same floating-point operation as the textbook
 expression in the comment beside it, so the results are the same bits.
 
@@ -33,6 +34,10 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from mlplab.errors import ConfigError
+
+#: elements of a parameter updated together: the few arrays of one block (parameter,
+#: gradient, state, scratch; 256 KiB each in float32) stay in the CPU's cache
+BLOCK = 1 << 16
 
 
 class Optimizer:
@@ -61,18 +66,43 @@ class Optimizer:
         """The ``scale`` of the gradients this optimiser wants from the backward pass."""
         return 1.0
 
+    #: names of the state arrays kept per parameter (keys ``<param><slot>`` in the state)
+    slots: tuple[str, ...] = ()
+
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
         """Update every array of ``params`` in place with learning rate ``lr``.
 
         ``grads[k]`` must hold ``self.grad_scale(lr) * dL/dparams[k]`` of the data loss
         (no L2 term); they are used as scratch space and hold no gradient afterwards.
+        A large parameter is updated in blocks of :data:`BLOCK` elements, so that the
+        several in-place passes of an update run on arrays that stay in the CPU cache;
+        every operation is elementwise, so the blocks change no number.
         """
         self.t += 1
         for name, p in params.items():
             l2 = self.l2 if name in self.decay_names else 0.0
-            self._update(name, p, grads[name], lr, l2)
+            fresh = f"{name}{self.slots[0]}" not in self.state if self.slots else False
+            for slot in self.slots:
+                self.state.setdefault(f"{name}{slot}", np.zeros_like(p))
+            flat = [a.reshape(-1) for a in (p, grads[name])]
+            flat += [self.state[f"{name}{slot}"].reshape(-1) for slot in self.slots]
+            for start in range(0, p.size, BLOCK):
+                blocks = [a[start : start + BLOCK] for a in flat]
+                self._update(name, *blocks[:2], blocks[2:], lr=lr, l2=l2, fresh=fresh)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
+    def _update(
+        self,
+        name: str,
+        p: np.ndarray,
+        g: np.ndarray,
+        state: list[np.ndarray],
+        *,
+        lr: float,
+        l2: float,
+        fresh: bool,
+    ) -> None:
+        """Update one block ``p`` with its gradient block ``g`` and state blocks ``state``
+        (one per :attr:`slots`; ``fresh``: created for this step, all zeros)."""
         raise NotImplementedError
 
     # -- in-place building blocks ---------------------------------------------------------------
@@ -115,13 +145,14 @@ class SGD(Optimizer):
             raise ConfigError("nesterov momentum needs momentum > 0")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
+        self.slots = ("",) if momentum else ()  # the velocity v, under the parameter's name
 
     def grad_scale(self, lr: float) -> float:
         # plain SGD takes the update straight from the GEMM (the decoupled decay would have
         # to be applied before the L2 term is folded in, so it takes the general path)
         return -lr if self.momentum == 0.0 and self.wd == 0.0 else 1.0
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
+    def _update(self, name, p, g, state, *, lr, l2, fresh):
         if self.grad_scale(lr) != 1.0:  # g = -lr dL/dp
             if l2:
                 p *= 1.0 - 2.0 * lr * l2
@@ -134,9 +165,9 @@ class SGD(Optimizer):
             g *= lr
             p -= g  # p = p - lr g
             return
-        v = self.state.get(name)
-        if v is None:
-            v = self.state[name] = g.copy()
+        (v,) = state
+        if fresh:
+            v[...] = g  # v = g at the first step
         else:
             v *= mu
             v += g  # v = mu v + g
@@ -167,11 +198,12 @@ class Adam(Optimizer):
             raise ConfigError(f"eps must be positive, got {eps!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float, l2: float) -> None:
+    slots = (".m", ".v")
+
+    def _update(self, name, p, g, state, *, lr, l2, fresh):
         self._add_l2(p, g, l2)
         self._decay(name, p, lr)
-        m = self.state.setdefault(f"{name}.m", np.zeros_like(p))
-        v = self.state.setdefault(f"{name}.v", np.zeros_like(p))
+        m, v = state
         b1, b2 = self.beta1, self.beta2
         s = self._scratch(p)
         np.multiply(g, 1 - b1, out=s)
