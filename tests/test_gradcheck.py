@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlplab.gradcheck import analytic_gradients, gradcheck, numerical_gradients, relative_error
-from mlplab.gradcheck_fast import numerical_gradients_vectorized
+from mlplab.gradcheck import (
+    analytic_gradients,
+    gradcheck,
+    numerical_gradients,
+    numerical_gradients_vectorized,
+    relative_error,
+)
 from mlplab.nn.network import Network
 
 ARCHS = [

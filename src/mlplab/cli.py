@@ -449,7 +449,7 @@ def gradcheck(
         dtype="float64",
     )
     if use_torch:
-        from mlplab.gradcheck_torch import gradcheck_torch
+        from mlplab.gradcheck import gradcheck_torch
 
         report, method = gradcheck_torch(net, X, y, lam), "against PyTorch autograd"
     else:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import MlplabError
-from mlplab.gradcheck import GradcheckReport, analytic_gradients, compare
+from mlplab.gradcheck.check import GradcheckReport, analytic_gradients, compare
 from mlplab.nn.network import Network
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mlplab.gradcheck_fast import freeze_dropout, numerical_gradients_vectorized
+from mlplab.gradcheck.vectorized import freeze_dropout, numerical_gradients_vectorized
 from mlplab.nn.losses import cross_entropy, softmax_cross_entropy
 from mlplab.nn.network import Network
 
