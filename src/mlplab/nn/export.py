@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_bytes
+from mlplab.nn.layers import Layer
 from mlplab.nn.serialize import SavedModel
 
 FORMATS = ("onnx", "safetensors")
@@ -42,57 +44,72 @@ def _need(module: str) -> Any:
         ) from None
 
 
+def _onnx_dense(layer: Layer, i: int, h: str, out: str, arr: Callable) -> tuple[list, list]:
+    from onnx import helper
+
+    p = layer.params
+    if "b" not in p:
+        return [helper.make_node("MatMul", [h, f"W{i}"], [out])], [arr(p["W"], f"W{i}")]
+    nodes = [
+        helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]),
+        helper.make_node("Add", [f"m{i}", f"b{i}"], [out]),
+    ]
+    return nodes, [arr(p["W"], f"W{i}"), arr(p["b"], f"b{i}")]
+
+
+def _onnx_batchnorm(layer: Layer, i: int, h: str, out: str, arr: Callable) -> tuple[list, list]:
+    from onnx import helper
+
+    p, b = layer.params, layer.buffers
+    named = {"g": p["gamma"], "be": p["beta"], "rm": b["running_mean"], "rv": b["running_var"]}
+    node = helper.make_node(
+        "BatchNormalization",
+        [h, *(f"{n}{i}" for n in named)],
+        [out],
+        epsilon=float(layer.eps),  # type: ignore[attr-defined]
+    )
+    return [node], [arr(a, f"{n}{i}") for n, a in named.items()]
+
+
+def _onnx_op(op: str) -> Callable:
+    def node(layer: Layer, i: int, h: str, out: str, arr: Callable) -> tuple[list, list]:
+        from onnx import helper
+
+        return [helper.make_node(op, [h], [out])], []
+
+    return node
+
+
+#: layer kind -> ``(layer, i, input, output, arr) -> (nodes, initialisers)`` of its ONNX graph
+ONNX_NODES: dict[str, Callable[..., tuple[list, list]]] = {
+    "dense": _onnx_dense,
+    "relu": _onnx_op("Relu"),
+    "batchnorm": _onnx_batchnorm,
+    "dropout": _onnx_op("Identity"),
+}
+
+
 def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     """The serialised ONNX model of ``model`` (see the module docstring)."""
     onnx = _need("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    f32 = np.float32
-    inits = [
-        numpy_helper.from_array(np.asarray(a, f32), n)
-        for n, a in (("scale", 1 / (255 * model.std)), ("shift", -model.mean / model.std))
-    ]
+    def arr(a: np.ndarray, name: str) -> Any:
+        return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+    inits = [arr(1 / (255 * model.std), "scale"), arr(-model.mean / model.std, "shift")]
     nodes = [
         helper.make_node("Mul", ["pixels", "scale"], ["x0"]),
         helper.make_node("Add", ["x0", "shift"], ["h0"]),
     ]
     h = "h0"
     for i, layer in enumerate(model.network.layers, start=1):
-        out = f"h{i}"
-        p, b = layer.params, layer.buffers
-        if layer.kind == "dense":
-            inits.append(numpy_helper.from_array(np.asarray(p["W"], f32), f"W{i}"))
-            if "b" in p:
-                inits.append(numpy_helper.from_array(np.asarray(p["b"], f32), f"b{i}"))
-                nodes += [
-                    helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]),
-                    helper.make_node("Add", [f"m{i}", f"b{i}"], [out]),
-                ]
-            else:
-                nodes.append(helper.make_node("MatMul", [h, f"W{i}"], [out]))
-        elif layer.kind == "relu":
-            nodes.append(helper.make_node("Relu", [h], [out]))
-        elif layer.kind == "batchnorm":
-            for name, arr in (
-                ("g", p["gamma"]),
-                ("be", p["beta"]),
-                ("rm", b["running_mean"]),
-                ("rv", b["running_var"]),
-            ):
-                inits.append(numpy_helper.from_array(np.asarray(arr, f32), f"{name}{i}"))
-            nodes.append(
-                helper.make_node(
-                    "BatchNormalization",
-                    [h, f"g{i}", f"be{i}", f"rm{i}", f"rv{i}"],
-                    [out],
-                    epsilon=float(layer.eps),
-                )
-            )
-        elif layer.kind == "dropout":
-            nodes.append(helper.make_node("Identity", [h], [out]))
-        else:
+        if layer.kind not in ONNX_NODES:
             raise MlplabError(f"cannot export a layer of kind {layer.kind!r} to ONNX")
-        h = out
+        more_nodes, more_inits = ONNX_NODES[layer.kind](layer, i, h, f"h{i}", arr)
+        nodes += more_nodes
+        inits += more_inits
+        h = f"h{i}"
     nodes += [
         helper.make_node("Identity", [h], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
@@ -116,48 +133,48 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     return m.SerializeToString()
 
 
+def _torch_dense(layer: Layer, i: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    p = layer.params
+    d_in, d_out = p["W"].shape
+    tensors = {f"{i}.weight": np.ascontiguousarray(p["W"].T)}
+    if "b" in p:
+        tensors[f"{i}.bias"] = np.array(p["b"])
+    module = {"module": "Linear", "in_features": int(d_in), "out_features": int(d_out)}
+    return tensors, {**module, "bias": "b" in p}
+
+
+def _torch_batchnorm(layer: Layer, i: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    p, b = layer.params, layer.buffers
+    tensors = {
+        f"{i}.weight": np.array(p["gamma"]),
+        f"{i}.bias": np.array(p["beta"]),
+        f"{i}.running_mean": np.array(b["running_mean"]),
+        f"{i}.running_var": np.array(b["running_var"]),
+        f"{i}.num_batches_tracked": np.array(int(b["num_batches_tracked"]), np.int64),
+    }
+    eps = float(layer.eps)  # type: ignore[attr-defined]
+    return tensors, {"module": "BatchNorm1d", "num_features": int(p["gamma"].shape[0]), "eps": eps}
+
+
+#: layer kind -> ``(layer, index) -> (state_dict tensors, torch.nn module description)``
+TORCH_MODULES: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
+    "dense": _torch_dense,
+    "batchnorm": _torch_batchnorm,
+    "relu": lambda layer, i: ({}, {"module": "ReLU"}),
+    "dropout": lambda layer, i: ({}, {"module": "Dropout", "p": float(layer.drop_prob)}),
+}
+
+
 def torch_state(model: SavedModel) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """``(tensors, layers)``: the ``torch.nn.Sequential`` state_dict (NumPy) and its layers."""
     tensors: dict[str, np.ndarray] = {}
     layers = []
     for i, layer in enumerate(model.network.layers):
-        p, b = layer.params, layer.buffers
-        if layer.kind == "dense":
-            d_in, d_out = p["W"].shape
-            tensors[f"{i}.weight"] = np.ascontiguousarray(p["W"].T)
-            if "b" in p:
-                tensors[f"{i}.bias"] = np.array(p["b"])
-            layers.append(
-                {
-                    "module": "Linear",
-                    "in_features": int(d_in),
-                    "out_features": int(d_out),
-                    "bias": "b" in p,
-                }
-            )
-        elif layer.kind == "batchnorm":
-            tensors |= {
-                f"{i}.weight": np.array(p["gamma"]),
-                f"{i}.bias": np.array(p["beta"]),
-                f"{i}.running_mean": np.array(b["running_mean"]),
-                f"{i}.running_var": np.array(b["running_var"]),
-                f"{i}.num_batches_tracked": np.array(int(b["num_batches_tracked"]), np.int64),
-            }
-            layers.append(
-                {
-                    "module": "BatchNorm1d",
-                    "num_features": int(p["gamma"].shape[0]),
-                    "eps": float(layer.eps),
-                }
-            )
-        elif layer.kind in ("relu", "dropout"):
-            layers.append(
-                {"module": "ReLU"}
-                if layer.kind == "relu"
-                else {"module": "Dropout", "p": float(layer.drop_prob)}
-            )
-        else:
+        if layer.kind not in TORCH_MODULES:
             raise MlplabError(f"cannot export a layer of kind {layer.kind!r} to safetensors")
+        more, module = TORCH_MODULES[layer.kind](layer, i)
+        tensors |= more
+        layers.append(module)
     tensors["mlplab.mean"], tensors["mlplab.std"] = np.array(model.mean), np.array(model.std)
     return tensors, layers
 
