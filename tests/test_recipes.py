@@ -1,0 +1,14 @@
+"""Every shipped recipe loads and validates (a bad field in a new recipe fails here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlplab.config import Config, load_recipe, recipe_names
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_every_shipped_recipe_loads(name):
+    cfg = load_recipe(name)
+    assert isinstance(cfg, Config)
+    assert cfg.total_updates(45_000) >= 1
