@@ -178,6 +178,7 @@ def test_run_experiment_writes_files(tmp_path):
         "val_accuracy",
         "train_accuracy",
         "train_seconds",
+        "record_seconds",
         "epochs",
         "updates",
         "config",
@@ -186,6 +187,7 @@ def test_run_experiment_writes_files(tmp_path):
         assert key in saved
     assert saved["test_accuracy"] == res["test_accuracy"]
     assert saved["config"]["lam"] == 0.01 and saved["updates"] == 40
+    assert 0 < saved["record_seconds"] < saved["train_seconds"]  # history evaluations, timed
     from mlplab.errors import MlplabError
 
     with pytest.raises(MlplabError, match="already holds a finished run"):

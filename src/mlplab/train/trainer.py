@@ -92,7 +92,8 @@ class Trainer:
         self.step = 0
         self.stopped_early = False
         self.perm = np.empty(0, dtype=np.int64)
-        self.seconds = 0.0
+        self.seconds = 0.0  # wall time of fit, history evaluations included
+        self.record_seconds = 0.0  # of which: evaluating the history points
 
     # -- state for checkpoints ----------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -100,6 +101,7 @@ class Trainer:
         meta = {
             "step": self.step,
             "seconds": self.seconds,
+            "record_seconds": self.record_seconds,
             "rng_state": self.rng.bit_generator.state,
             "history": self.history,
             "n_snapshots": len(self.snapshots),
@@ -135,6 +137,7 @@ class Trainer:
         self.rng.bit_generator.state = meta["rng_state"]
         self.step = int(meta["step"])
         self.seconds = float(meta["seconds"])
+        self.record_seconds = float(meta.get("record_seconds", 0.0))
         self.history = list(meta["history"])
 
     # -- one update ---------------------------------------------------------------------------
@@ -148,6 +151,7 @@ class Trainer:
 
     def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
         lam, eb = self.cfg.lam, self.cfg.eval_batch
+        started = time.perf_counter()
         tr = self.net.evaluate(X, y, lam, eb)
         point: dict[str, float] = {
             "step": self.step,
@@ -160,6 +164,7 @@ class Trainer:
         if X_val is not None and len(X_val):
             va = self.net.evaluate(X_val, y_val, lam, eb)
             point.update(val_cost=va["cost"], val_loss=va["loss"], val_accuracy=va["accuracy"])
+        self.record_seconds += time.perf_counter() - started
         self._check_finite(lr)
         if "val_accuracy" in point:
             if point["val_accuracy"] > self.best_score:
@@ -289,4 +294,5 @@ class Trainer:
             "updates": self.step,
             "epochs": self.step / max(1, n_train // self.cfg.batch_size),
             "train_seconds": self.seconds,
+            "record_seconds": self.record_seconds,
         }
