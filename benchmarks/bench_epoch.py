@@ -117,6 +117,7 @@ def mlplab_epoch(X, y, c: Case, seed) -> float:
         n_s=900,
         cycles=1,
         seed=seed,
+        threads=blas_threads(),  # the optimiser's elementwise update uses as many threads
     ).validate()
     rng = np.random.default_rng(seed)
     net = Network.build(D, c.hidden, K, rng=rng, init="he", batch_norm=c.bn, drop_prob=c.drop)

@@ -29,7 +29,9 @@ scaling ``W *= 1 - 2 lr l2`` and one addition: two passes over each weight matri
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -51,7 +53,10 @@ class Optimizer:
         l2: float = 0.0,
         decoupled_weight_decay: float = 0.0,
         decay_names: Iterable[str] = (),
+        threads: int = 1,
     ) -> None:
+        if not (isinstance(threads, int) and threads >= 1):
+            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
         for what, value in (("l2 (lam)", l2), ("decoupled_weight_decay", decoupled_weight_decay)):
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{what} must be >= 0, got {value!r}")
@@ -60,7 +65,9 @@ class Optimizer:
         self.decay_names = set(decay_names)
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
-        self._buffer = np.empty(0)
+        self.threads = threads
+        self._local = threading.local()  # one scratch buffer per thread
+        self._pool: ThreadPoolExecutor | None = None
 
     def grad_scale(self, lr: float) -> float:
         """The ``scale`` of the gradients this optimiser wants from the backward pass."""
@@ -75,10 +82,12 @@ class Optimizer:
         ``grads[k]`` must hold ``self.grad_scale(lr) * dL/dparams[k]`` of the data loss
         (no L2 term); they are used as scratch space and hold no gradient afterwards.
         A large parameter is updated in blocks of :data:`BLOCK` elements, so that the
-        several in-place passes of an update run on arrays that stay in the CPU cache;
-        every operation is elementwise, so the blocks change no number.
+        several in-place passes of an update run on arrays that stay in the CPU cache, and
+        with ``threads > 1`` the blocks are shared among that many threads; every
+        operation is elementwise, so neither changes a number.
         """
         self.t += 1
+        jobs = []  # (name, block of p, block of g, state blocks, l2, fresh)
         for name, p in params.items():
             l2 = self.l2 if name in self.decay_names else 0.0
             fresh = f"{name}{self.slots[0]}" not in self.state if self.slots else False
@@ -88,7 +97,21 @@ class Optimizer:
             flat += [self.state[f"{name}{slot}"].reshape(-1) for slot in self.slots]
             for start in range(0, p.size, BLOCK):
                 blocks = [a[start : start + BLOCK] for a in flat]
-                self._update(name, *blocks[:2], blocks[2:], lr=lr, l2=l2, fresh=fresh)
+                jobs.append((name, blocks[0], blocks[1], blocks[2:], l2, fresh))
+
+        def run(share: list) -> None:
+            for name, p, g, state, l2, fresh in share:
+                self._update(name, p, g, state, lr=lr, l2=l2, fresh=fresh)
+
+        if self.threads == 1 or len(jobs) < 2:
+            run(jobs)
+            return
+        # NumPy releases the GIL inside each elementwise pass: the threads split the blocks
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mlplab-step")
+        shares = [jobs[i :: self.threads] for i in range(self.threads)]
+        for done in [self._pool.submit(run, share) for share in shares]:
+            done.result()
 
     def _update(
         self,
@@ -107,10 +130,11 @@ class Optimizer:
 
     # -- in-place building blocks ---------------------------------------------------------------
     def _scratch(self, like: np.ndarray) -> np.ndarray:
-        """A reusable array of ``like``'s shape and dtype (one buffer for all parameters)."""
-        if self._buffer.size < like.size or self._buffer.dtype != like.dtype:
-            self._buffer = np.empty(like.size, dtype=like.dtype)
-        return self._buffer[: like.size].reshape(like.shape)
+        """A reusable array of ``like``'s shape and dtype (one buffer per thread)."""
+        buf = getattr(self._local, "buffer", None)
+        if buf is None or buf.size < like.size or buf.dtype != like.dtype:
+            buf = self._local.buffer = np.empty(like.size, dtype=like.dtype)
+        return buf[: like.size].reshape(like.shape)
 
     def _add_l2(self, p: np.ndarray, g: np.ndarray, l2: float) -> None:
         if l2:
@@ -239,14 +263,20 @@ def make_optimizer(
     l2: float = 0.0,
     weight_decay: float = 0.0,
     decay_names: Iterable[str] = (),
+    threads: int = 1,
 ) -> Optimizer:
     """Optimiser by name (see :data:`OPTIMIZERS`).
 
     ``l2`` is the course's L2 weight ``lam`` (its gradient ``2 lam W`` is folded into the
     update); ``weight_decay`` is decoupled (``p *= 1 - lr * wd``). Both apply to the
-    parameters in ``decay_names``.
+    parameters in ``decay_names``. ``threads``: threads sharing the elementwise update.
     """
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    kw = {"l2": l2, "decoupled_weight_decay": weight_decay, "decay_names": decay_names}
+    kw = {
+        "l2": l2,
+        "decoupled_weight_decay": weight_decay,
+        "decay_names": decay_names,
+        "threads": threads,
+    }
     return OPTIMIZERS[name](momentum, **kw)
