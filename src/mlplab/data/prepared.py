@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data.cifar10 import RawDataset
+from mlplab.data.batches import RawDataset
 from mlplab.data.preprocess import Splits, make_splits
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write, atomic_write_json

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlplab.data.cifar10 import N_PIXELS, RawDataset
+from mlplab.data.batches import N_PIXELS, RawDataset
 from mlplab.errors import ConfigError, DataError
 
 #: Named splits; ``"NNNN/MMMM"`` (e.g. ``"2000/500"``) is accepted as well.
