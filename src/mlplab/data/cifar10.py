@@ -43,6 +43,7 @@ from mlplab.data.batches import (
     read_python_batches,
 )
 from mlplab.errors import DataError
+from mlplab.fileio import atomic_write_bytes
 
 #: Where the official Python version of CIFAR-10 is downloaded from.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -177,7 +178,7 @@ def download_cifar10(cache_dir: str | os.PathLike | None = None, *, progress: bo
         ) from None
     dest = _extract(Path(archive), cache)
     try:
-        marker.write_text(CIFAR10_MD5 + "\n")
+        atomic_write_bytes(marker, (CIFAR10_MD5 + "\n").encode())
     except OSError:
         pass  # only costs a re-verification next time
     return dest
