@@ -6,9 +6,10 @@ only; validation and test use the same statistics.  Outputs are built once in
 the target dtype and standardised in place; statistics are accumulated in
 float64 chunk by chunk, so no float64 copy of the training set is ever made.
 
-:func:`standardize` is the one place where ``(x / scale - mean) / std`` is
-computed: for the splits, for a saved model's inputs and (``scale=1``, with
-:func:`column_stats`) for :class:`mlplab.train.estimator.MLPClassifier`.
+:func:`standardize` computes ``(x / scale - mean) / std`` for every caller: pixels
+with the statistics of :class:`Splits` (``scale=255``), and features already on their
+scale with those of :func:`column_stats` (``scale=1``, as
+:class:`mlplab.train.estimator.MLPClassifier` does).
 """
 
 from __future__ import annotations
