@@ -84,11 +84,11 @@ class MLPClassifier:
     lam : float, default 0.0
         L2 penalty: cost = mean cross-entropy + ``lam`` * sum of squared dense weights.
     label_smoothing : float, default 0.0
-    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, default "sgd"
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}, default "sgd"
     momentum : float, default 0.9
-        Momentum of ``"momentum"``/``"nesterov"``; beta1 of Adam.
+        Momentum of ``"momentum"``/``"nesterov"``.
     weight_decay : float, default 0.0
-        Decoupled weight decay of the dense weights.
+        Decoupled weight decay of the dense weights (Adam with it is AdamW).
     batch_size : int or None, default None
         Samples per update; ``None``: 100, or all samples when there are fewer.
     schedule : {"cyclic", "constant", "step", "linear", "cosine"}, default "cyclic"
