@@ -1,4 +1,4 @@
-"""Training loop, fused path, configuration and model files (the estimator: test_estimator.py)."""
+"""Training loop, fused path, configuration, estimator and model files."""
 
 from __future__ import annotations
 
