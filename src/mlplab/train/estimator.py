@@ -63,7 +63,7 @@ class MLPClassifier:
 
     Every parameter except ``standardize``, ``batch_size`` and ``progress`` is the
     :class:`~mlplab.config.Config` field of the same name, with the same default
-    and meaning (``docs`` and the README's "Conventions" give the formulas).
+    and meaning (the README's "Conventions" give the formulas).
 
     Parameters
     ----------
