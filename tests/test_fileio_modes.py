@@ -109,3 +109,31 @@ def test_temp_file_is_in_the_destination_directory(tmp_path, monkeypatch):
     fileio.atomic_write_bytes(tmp_path / "a.txt", b"a")
     ((src, dst),) = seen
     assert src.parent == dst.parent == tmp_path and src.name.startswith(".a.txt.")
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_atomic_directory_follows_umask_and_replaces(tmp_path, umask, mask, mode):
+    final = tmp_path / "split"
+    final.mkdir()
+    (final / "old.npy").write_bytes(b"old")
+    umask(mask)
+    with fileio.atomic_directory(final) as d:
+        assert d.parent == tmp_path and d.name.startswith(".split.")
+        assert not (d / "old.npy").exists()
+        fileio.atomic_write_bytes(d / "new.npy", b"new")
+        assert (final / "old.npy").exists()  # the old directory stays until the block ends
+    assert _mode(final) == mode
+    assert [p.name for p in final.iterdir()] == ["new.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["split"]  # no temporary directory left
+
+
+@pytest.mark.parametrize("exc", [ValueError, KeyboardInterrupt])
+def test_failed_atomic_directory_leaves_old_one_and_no_temp(tmp_path, exc):
+    final = tmp_path / "split"
+    final.mkdir()
+    (final / "old.npy").write_bytes(b"old")
+    with pytest.raises(exc), fileio.atomic_directory(final) as d:
+        (d / "half.npy").write_bytes(b"half")
+        raise exc("stop")
+    assert [p.name for p in final.iterdir()] == ["old.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["split"]

@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from mlplab.data import SPLITS, RawDataset, Splits, make_splits, standardize
+from mlplab.data import SPLITS, RawDataset, Splits, column_stats, make_splits, standardize
 from mlplab.errors import ConfigError, DataError
 
 CLASSES = tuple(f"c{k}" for k in range(10))
@@ -107,6 +107,24 @@ def test_constant_dimension_guard():
     s = make_splits(raw, "all", np.random.default_rng(0))
     assert s.std[100] == 1.0
     assert np.all(np.isfinite(s.x_train)) and np.all(s.x_train[:, 100] == 0)
+
+
+def test_standardize_features_with_column_stats():
+    """scale=1: features already on their scale (the estimator), a constant column left at 0."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(1e5, 7.0, (300, 6))
+    x[:, 2] = 5.0
+    mean, std = column_stats(x)
+    np.testing.assert_array_equal(mean, x.mean(axis=0))
+    assert std[2] == 1.0 and np.all(std[[0, 1, 3, 4, 5]] == x.std(axis=0)[[0, 1, 3, 4, 5]])
+    out = standardize(x, mean, std, np.float64, scale=1.0)
+    assert out.dtype == np.float64 and not np.shares_memory(out, x)
+    np.testing.assert_allclose(out, (x - mean) / std, rtol=0, atol=1e-12)
+    assert np.all(out[:, 2] == 0)
+    pix = rng.integers(0, 256, (10, 6)).astype(np.uint8)
+    np.testing.assert_allclose(  # the default scale is the pixels' 255
+        standardize(pix, mean / 255, std / 255), standardize(pix, mean, std, scale=1.0), rtol=1e-6
+    )
 
 
 def test_float64_option(raw6k):

@@ -14,7 +14,6 @@ from mlplab.data import make_splits
 from mlplab.errors import ConfigError, ModelFileError
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import load_network, save_network
-from mlplab.train.estimator import MLPClassifier
 from mlplab.train.run import build_network, run_experiment
 from mlplab.train.trainer import Trainer
 
@@ -133,20 +132,6 @@ def test_bad_recipe_files(tmp_path):
 def test_batch_larger_than_split_is_an_error():
     with pytest.raises(ConfigError, match="larger than the training split"):
         _train(_cfg(batch_size=1000))
-
-
-def test_estimator_api():
-    raw = synthetic_raw(n_train=500, n_test=200, k=3)
-    X, y = raw.x_train.astype(float), np.array(["a", "b", "c"])[raw.y_train]
-    clf = MLPClassifier(hidden=[16], lam=0.001, batch_size=50, n_s=40, cycles=2)
-    assert not hasattr(clf, "network_") and clf.get_params()["hidden"] == [16]
-    assert clf.fit(X, y) is clf
-    assert set(clf.classes_) == {"a", "b", "c"}
-    proba = clf.predict_proba(raw.x_test.astype(float))
-    assert proba.shape == (200, 3) and np.allclose(proba.sum(1), 1)
-    assert clf.score(raw.x_test.astype(float), np.array(["a", "b", "c"])[raw.y_test]) > 0.9
-    with pytest.raises(ConfigError, match="unknown parameters"):
-        MLPClassifier(bogus=1).fit(X, y)
 
 
 def test_model_roundtrip_and_errors(tmp_path):

@@ -7,18 +7,22 @@ mid-write) sees either the old file or the new one, never half of one.
 The temporary file is created with mode ``0o666`` and the kernel applies the
 umask, exactly as for ``open(path, "w")``: run directories and caches that a
 group shares stay readable by it (``tempfile.mkstemp`` would force ``0600``).
+A whole directory is published the same way by :func:`atomic_directory`
+(mode ``0o777 & ~umask``, as ``mkdir``; ``tempfile.mkdtemp`` would force ``0700``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -28,22 +32,33 @@ MODEL_FORMAT = "mlplab-model"
 MODEL_VERSION = 1
 
 
-def _create_temp(directory: Path, name: str) -> tuple[int, Path]:
-    """Create a new, empty ``.<name>.<random>.tmp`` in ``directory``; return ``(fd, path)``.
+T = TypeVar("T")
 
-    ``O_EXCL`` makes the name ours alone (and refuses a planted symlink); the
-    mode ``0o666`` is reduced by the umask in the kernel, so no process-wide
-    ``os.umask`` round trip (racy under threads) is needed to honour it.
+
+def _create_temp(directory: Path, name: str, create: Callable[[Path], T]) -> tuple[T, Path]:
+    """Call ``create`` on a new ``.<name>.<random>.tmp`` in ``directory``; return (result, path).
+
+    ``create`` must fail with :class:`FileExistsError` when the path exists
+    (``O_EXCL``, ``mkdir``), which makes the name ours alone and refuses a
+    planted symlink; another random name is then tried.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return create(tmp), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary file name for {name} in {directory}")
+
+
+def _open_new_file(path: Path) -> int:
+    """Create ``path`` for writing, failing if it exists; its mode is ``0o666 & ~umask``.
+
+    The mode is reduced by the umask in the kernel, so no process-wide
+    ``os.umask`` round trip (racy under threads) is needed to honour it.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> int:
@@ -56,7 +71,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     ``0o666 & ~umask``.
     """
     path = Path(path)
-    fd, tmp = _create_temp(path.parent, path.name)
+    fd, tmp = _create_temp(path.parent, path.name, _open_new_file)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -68,6 +83,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         tmp.unlink(missing_ok=True)
         raise
     return size
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name beside ``path``; rename it to ``path`` at the end.
+
+    The block fills the yielded directory. When it ends without error, an existing
+    ``path`` is removed and the new directory takes its name, so ``path`` is either
+    complete or absent, never half written; on any error, or an interrupt, the
+    temporary directory is removed. The new directory's mode is ``0o777 & ~umask``.
+    """
+    path = Path(path)
+    _, tmp = _create_temp(path.parent, path.name, lambda p: p.mkdir(0o777))
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -19,7 +19,15 @@ from mlplab.data.cifar10 import (
     load_cifar10,
     locate_data,
 )
-from mlplab.data.preprocess import SPLITS, Splits, make_splits, parse_split, standardize, to_hwc
+from mlplab.data.preprocess import (
+    SPLITS,
+    Splits,
+    column_stats,
+    make_splits,
+    parse_split,
+    standardize,
+    to_hwc,
+)
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -29,6 +37,7 @@ __all__ = [
     "CacheWarning",
     "RawDataset",
     "Splits",
+    "column_stats",
     "default_cache_dir",
     "download_cifar10",
     "load_cifar10",

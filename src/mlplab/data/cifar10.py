@@ -1,4 +1,4 @@
-"""Locating, downloading and reading CIFAR-10.
+"""Finding, downloading and loading CIFAR-10 (with the decoded-array cache).
 
 Three on-disk layouts are recognised (in a directory, or in the directory
 itself being the batches directory):
@@ -10,9 +10,10 @@ itself being the batches directory):
 * an image folder ``train/<class>/*`` and ``test/<class>/*`` (see
   :mod:`mlplab.data.folder`).
 
-Whatever the layout, a :class:`RawDataset` holds uint8 rows of 3072 values in
-the official order (1024 R values, then 1024 G, then 1024 B, each plane
-row-major 32x32).  Decoded arrays are cached (:mod:`mlplab.data.cache`).
+Whatever the layout, a :class:`~mlplab.data.batches.RawDataset` holds uint8 rows
+of 3072 values in the official order (1024 R values, then 1024 G, then 1024 B,
+each plane row-major 32x32). The official batch files are read by
+:mod:`mlplab.data.batches`; decoded arrays are cached (:mod:`mlplab.data.cache`).
 """
 
 from __future__ import annotations
@@ -31,32 +32,25 @@ import numpy as np
 
 from mlplab.data import cache as _cache
 from mlplab.data import folder as _folder
-from mlplab.data.pickles import unpickle as _unpickle
+from mlplab.data.batches import (
+    BIN_DIR,
+    CIFAR10_CLASSES,
+    N_PIXELS,
+    PY_DIR,
+    RawDataset,
+    official_files,
+    read_binary_batches,
+    read_python_batches,
+)
 from mlplab.errors import DataError
+from mlplab.fileio import atomic_write_bytes
 
 #: Where the official Python version of CIFAR-10 is downloaded from.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 #: Its MD5 as published on https://www.cs.toronto.edu/~kriz/cifar.html
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
-PY_DIR = "cifar-10-batches-py"
-BIN_DIR = "cifar-10-batches-bin"
 FOLDER_FORMAT = "image-folder"
-#: Official label order (also the sorted class-folder names).
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
-N_PIXELS = 3072
-N_TRAIN_BATCHES = 5
 _MARKER = ".mlplab-verified-md5"
 
 __all__ = [
@@ -73,29 +67,6 @@ __all__ = [
     "read_image_folder",
     "read_python_batches",
 ]
-
-
-@dataclass(frozen=True, eq=False)
-class RawDataset:
-    """CIFAR-10 as stored: uint8 pixels in official order, int64 labels.
-
-    x_train: (N, 3072) uint8, 1024 R values then 1024 G then 1024 B, each plane
-        row-major 32x32.  May be a read-only memory map of the cache.
-    y_train: (N,) int64 labels in [0, K).
-    x_test: (M, 3072) uint8.  y_test: (M,) int64.
-    classes: the K class names, label order.
-    train_batch: (N,) int8, the official ``data_batch_k`` (k = 1..5) each
-        training sample came from; ``None`` for image folders.
-    source: human description of where the data came from.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: tuple[str, ...]
-    train_batch: np.ndarray | None
-    source: str
 
 
 # --------------------------------------------------------------------- locating
@@ -179,7 +150,7 @@ def download_cifar10(cache_dir: str | os.PathLike | None = None, *, progress: bo
     marker = dest / _MARKER
     with contextlib.suppress(OSError, DataError):
         if marker.read_text().strip() == CIFAR10_MD5:
-            _official_files(dest, "")  # all batches still there?
+            official_files(dest, "")  # all batches still there?
             return dest
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -207,182 +178,10 @@ def download_cifar10(cache_dir: str | os.PathLike | None = None, *, progress: bo
         ) from None
     dest = _extract(Path(archive), cache)
     try:
-        marker.write_text(CIFAR10_MD5 + "\n")
+        atomic_write_bytes(marker, (CIFAR10_MD5 + "\n").encode())
     except OSError:
         pass  # only costs a re-verification next time
     return dest
-
-
-# ------------------------------------------------------------- python pickles
-
-
-def _get(d: dict, key: str, path: Path) -> Any:
-    for k in (key.encode(), key):
-        if k in d:
-            return d[k]
-    found = ", ".join(sorted(repr(k) for k in d)) or "none"
-    raise DataError(f"{path}: missing key b{key!r} (keys found: {found})")
-
-
-def _check_pixels(x: Any, path: Path) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        desc = type(x).__name__
-    elif x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != N_PIXELS:
-        desc = f"{x.dtype} array of shape {x.shape}"
-    else:
-        return x
-    raise DataError(f"{path}: b'data' must be a uint8 array of shape (n, 3072), found {desc}")
-
-
-def _check_labels(y: Any, n: int, n_classes: int, path: Path) -> np.ndarray:
-    try:
-        arr = np.asarray(y)
-    except (ValueError, TypeError):
-        arr = np.asarray([], dtype=object)
-    if arr.ndim != 1 or arr.shape[0] != n or (n and arr.dtype.kind not in "iu"):
-        raise DataError(f"{path}: labels must be {n} integers (one per image), found {arr.shape}")
-    arr = arr.astype(np.int64)
-    bad = (arr < 0) | (arr >= n_classes)
-    if bad.any():
-        raise DataError(
-            f"{path}: label {int(arr[bad][0])} out of range [0, {n_classes}) "
-            f"at record {int(np.flatnonzero(bad)[0])}"
-        )
-    return arr
-
-
-def _assemble(
-    parts: list[tuple[np.ndarray, np.ndarray]],
-    test: tuple[np.ndarray, np.ndarray],
-    classes: tuple[str, ...],
-    source: str,
-) -> RawDataset:
-    if not len(test[1]) or not sum(len(p[1]) for p in parts):
-        raise DataError(f"{source}: the {'test' if not len(test[1]) else 'training'} set is empty")
-    x_train = np.concatenate([p[0] for p in parts])
-    y_train = np.concatenate([p[1] for p in parts])
-    batch = np.concatenate(
-        [np.full(len(p[1]), k, dtype=np.int8) for k, p in enumerate(parts, start=1)]
-    )
-    return RawDataset(
-        x_train=x_train,
-        y_train=y_train,
-        x_test=np.ascontiguousarray(test[0]),
-        y_test=test[1],
-        classes=classes,
-        train_batch=batch,
-        source=source,
-    )
-
-
-def _official_files(directory: Path, suffix: str) -> list[Path]:
-    names = [f"data_batch_{k}{suffix}" for k in range(1, N_TRAIN_BATCHES + 1)]
-    names.append(f"test_batch{suffix}")
-    missing = [n for n in names if not (directory / n).is_file()]
-    if missing:
-        raise DataError(f"{directory}: missing {', '.join(missing)} (need {', '.join(names)})")
-    return [directory / n for n in names]
-
-
-def read_python_batches(directory: str | os.PathLike) -> RawDataset:
-    """Read the official Python pickles (``cifar-10-batches-py``) in ``directory``.
-
-    Trust: unpickling can in general run arbitrary code.  These pickles are
-    only opened from a directory the user passed explicitly (``--data`` /
-    ``MLPLAB_DATA``, trusted) or extracted from an archive whose MD5 matched
-    the published one, and always through a restricted unpickler whose
-    ``find_class`` allows only numpy array/dtype reconstruction (plus latin-1
-    ``_codecs.encode`` of pickle protocol 2); any other global raises
-    :class:`DataError` without being called.  Files are opened with
-    ``encoding="bytes"``.
-
-    Returns a :class:`RawDataset` with x_train (N, 3072), x_test (M, 3072) uint8.
-    Raises :class:`DataError` naming the file on missing keys, wrong shapes or
-    labels out of range.
-    """
-    directory = Path(directory)
-    files = _official_files(directory, "")
-    meta_path = directory / "batches.meta"
-    if meta_path.is_file():
-        names = _get(_unpickle(meta_path), "label_names", meta_path)
-        try:
-            classes = tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
-        except (TypeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{meta_path}: invalid label_names ({exc})") from None
-        if not classes:
-            raise DataError(f"{meta_path}: label_names is empty")
-    else:
-        classes = CIFAR10_CLASSES
-    parts = []
-    for path in files:
-        d = _unpickle(path)
-        x = _check_pixels(_get(d, "data", path), path)
-        y = _check_labels(_get(d, "labels", path), x.shape[0], len(classes), path)
-        parts.append((x, y))
-    test = parts.pop()
-    return _assemble(parts, test, classes, f"{PY_DIR} in {directory}")
-
-
-# ------------------------------------------------------------------ binary
-
-
-#: Images in one batch file at most (official: 10,000); a larger file is refused unread.
-MAX_RECORDS = 100_000
-
-
-def _read_bin(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    record = 1 + N_PIXELS
-    try:
-        size = path.stat().st_size
-        if size == 0 or size % record:
-            raise DataError(
-                f"{path}: wrong record size or truncated file: {size} bytes is not a "
-                f"positive multiple of {record} (1 label byte + 3072 pixel bytes per image)"
-            )
-        if size > MAX_RECORDS * record:  # checked before reading (a sparse file, a mistake)
-            raise DataError(
-                f"{path}: {size // record} images, more than the {MAX_RECORDS} a batch file may "
-                "hold (official batches have 10,000)"
-            )
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw.size != size:
-        raise DataError(f"{path}: read {raw.size} bytes, expected {size} (file changed?)")
-    recs = raw.reshape(-1, record)
-    y = recs[:, 0].astype(np.int64)
-    bad = np.flatnonzero(y >= n_classes)
-    if bad.size:
-        raise DataError(
-            f"{path}: label {int(y[bad[0]])} out of range [0, {n_classes}) at record {int(bad[0])}"
-        )
-    return np.ascontiguousarray(recs[:, 1:]), y
-
-
-def read_binary_batches(directory: str | os.PathLike) -> RawDataset:
-    """Read the official binary batches (``cifar-10-batches-bin``) in ``directory``.
-
-    Each file is a sequence of 3073-byte records: 1 label byte, then 3072
-    pixel bytes (R plane, G plane, B plane).  Returns a :class:`RawDataset`
-    with x_train (N, 3072), x_test (M, 3072) uint8.  Raises
-    :class:`DataError` naming the file on a wrong record size/truncation or a
-    label out of range.
-    """
-    directory = Path(directory)
-    files = _official_files(directory, ".bin")
-    meta_path = directory / "batches.meta.txt"
-    classes = CIFAR10_CLASSES
-    if meta_path.is_file():
-        try:
-            text = meta_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read {meta_path}: {exc}") from None
-        classes = tuple(line.strip() for line in text.splitlines() if line.strip())
-        if not classes:
-            raise DataError(f"{meta_path}: no class names found")
-    parts = [_read_bin(path, len(classes)) for path in files]
-    test = parts.pop()
-    return _assemble(parts, test, classes, f"{BIN_DIR} in {directory}")
 
 
 # ------------------------------------------------------------------ folders
@@ -436,7 +235,7 @@ def _file_stats(directory: Path, names: list[str]) -> list[tuple[str, int, int]]
 
 def _official_layout(fmt: str, directory: Path) -> _Layout:
     suffix, meta = (".bin", "batches.meta.txt") if fmt == BIN_DIR else ("", "batches.meta")
-    names = [p.name for p in _official_files(directory, suffix)] + [meta]
+    names = [p.name for p in official_files(directory, suffix)] + [meta]
     reader = read_binary_batches if fmt == BIN_DIR else read_python_batches
     return _Layout(fmt, directory, _file_stats(directory, names), lambda _p: reader(directory))
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data.cifar10 import RawDataset
+from mlplab.data.batches import RawDataset
 from mlplab.data.preprocess import Splits, make_splits
 from mlplab.errors import MlplabError
-from mlplab.fileio import atomic_write, atomic_write_json
+from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json
 
 #: The test set is left out: a search scores validation accuracy and never looks at it.
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
@@ -34,8 +32,8 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
     """Write the split of each of ``configs`` and the generator state it leaves under ``root``.
 
     Exactly what :func:`mlplab.train.run.run_experiment` builds from the recipe's seed. A
-    split directory appears complete or not at all (built beside it, then renamed); one of
-    other data (another source or size) is rebuilt.
+    split directory appears complete or not at all (:func:`mlplab.fileio.atomic_directory`);
+    one of other data (another source or size) is rebuilt.
     """
     root.mkdir(parents=True, exist_ok=True)
     data = {"source": raw.source, "n": [len(raw.x_train), len(raw.x_test)]}
@@ -44,18 +42,14 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
         with contextlib.suppress(OSError, ValueError, KeyError):
             if json.loads((final / "meta.json").read_text())["data"] == data:
                 continue
-        tmp = root / f".{final.name}.{os.getpid()}.tmp"
-        for d in (final, tmp):
-            shutil.rmtree(d, ignore_errors=True)
-        tmp.mkdir()
         rng = np.random.default_rng(cfg.seed)
         sp = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
-        for name in ARRAYS:
-            a = getattr(sp, name)
-            atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
-        meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
-        atomic_write_json(tmp / "meta.json", {"data": data, **meta})
-        os.replace(tmp, final)
+        with atomic_directory(final) as tmp:
+            for name in ARRAYS:
+                a = getattr(sp, name)
+                atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
+            meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
+            atomic_write_json(tmp / "meta.json", {"data": data, **meta})
         del sp, a  # one split in memory at a time
 
 

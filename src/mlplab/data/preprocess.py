@@ -5,6 +5,11 @@ is standardised with the mean and standard deviation of the *training* split
 only; validation and test use the same statistics.  Outputs are built once in
 the target dtype and standardised in place; statistics are accumulated in
 float64 chunk by chunk, so no float64 copy of the training set is ever made.
+
+:func:`standardize` computes ``(x / scale - mean) / std`` for every caller: pixels
+with the statistics of :class:`Splits` (``scale=255``), and features already on their
+scale with those of :func:`column_stats` (``scale=1``, as
+:class:`mlplab.train.estimator.MLPClassifier` does).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlplab.data.cifar10 import N_PIXELS, RawDataset
+from mlplab.data.batches import N_PIXELS, RawDataset
 from mlplab.errors import ConfigError, DataError
 
 #: Named splits; ``"NNNN/MMMM"`` (e.g. ``"2000/500"``) is accepted as well.
@@ -25,7 +30,15 @@ _BATCH_SIZE = 10_000
 _CUSTOM = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _CHUNK = 512  # rows per chunk for gathering and statistics
 
-__all__ = ["SPLITS", "Splits", "make_splits", "parse_split", "standardize", "to_hwc"]
+__all__ = [
+    "SPLITS",
+    "Splits",
+    "column_stats",
+    "make_splits",
+    "parse_split",
+    "standardize",
+    "to_hwc",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,23 +144,46 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(var)
 
 
-def standardize(
-    pixels: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: np.dtype | type = np.float32
-) -> np.ndarray:
-    """``(pixels / 255 - mean) / std`` as a new (n, 3072) array of ``dtype``.
+def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column float64 mean and std (ddof=0) of features ``x`` ``(n, d)``, std 0 made 1.
 
-    ``pixels``: (n, 3072) uint8 in CIFAR order; ``mean``/``std``: (3072,) on
-    the ``/255`` scale, as stored in :class:`Splits`.
+    Two passes (NumPy's ``mean`` and ``std``), right for any float features; the
+    pixels of :func:`make_splits` take the chunked one-pass sums, exact for integers.
     """
-    out = _gather(np.asarray(pixels), None, np.dtype(dtype))
-    _standardize_inplace(out, np.asarray(mean, np.float64) * 255.0, np.asarray(std, np.float64))
+    return x.mean(axis=0, dtype=np.float64), _one_where_zero(x.std(axis=0, dtype=np.float64))
+
+
+def _one_where_zero(std: np.ndarray) -> np.ndarray:
+    """A constant column is left at ``x - mean = 0`` instead of divided by zero."""
+    return np.where(std > 0, std, 1.0)
+
+
+def standardize(
+    x: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    dtype: np.dtype | type = np.float32,
+    *,
+    scale: float = 255.0,
+) -> np.ndarray:
+    """``(x / scale - mean) / std`` as a new (n, d) array of ``dtype``.
+
+    ``x``: (n, d) rows, by default uint8 pixels in CIFAR order; ``mean``/``std``:
+    (d,) on the ``x / scale`` scale, as stored in :class:`Splits` (``scale=255``)
+    or returned by :func:`column_stats` (``scale=1``). Computed in ``dtype``.
+    """
+    out = _gather(np.asarray(x), None, np.dtype(dtype))
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    _standardize_inplace(out, mean * scale, std, scale)
     return out
 
 
-def _standardize_inplace(x: np.ndarray, mean255: np.ndarray, std: np.ndarray) -> None:
-    """``x`` holds raw pixel values; make it ``(x/255 - mean)/std`` in place."""
-    np.subtract(x, mean255.astype(x.dtype), out=x)
-    np.multiply(x, (1.0 / (255.0 * std)).astype(x.dtype), out=x)
+def _standardize_inplace(
+    x: np.ndarray, mean_scaled: np.ndarray, std: np.ndarray, scale: float
+) -> None:
+    """``x`` holds raw values; make it ``(x/scale - mean)/std`` in place (given ``mean*scale``)."""
+    np.subtract(x, mean_scaled.astype(x.dtype), out=x)
+    np.multiply(x, (1.0 / (scale * std)).astype(x.dtype), out=x)
 
 
 def make_splits(
@@ -200,13 +236,12 @@ def make_splits(
     x_train = _gather(raw.x_train, tr, dtype)
     mean255, std255 = _stats(x_train)
     mean = mean255 / 255.0
-    std = std255 / 255.0
-    std[std == 0] = 1.0
-    _standardize_inplace(x_train, mean255, std)
+    std = _one_where_zero(std255 / 255.0)
+    _standardize_inplace(x_train, mean255, std, 255.0)
     x_val = _gather(raw.x_train, va, dtype)
-    _standardize_inplace(x_val, mean255, std)
+    _standardize_inplace(x_val, mean255, std, 255.0)
     x_test = _gather(raw.x_test, None, dtype)
-    _standardize_inplace(x_test, mean255, std)
+    _standardize_inplace(x_test, mean255, std, 255.0)
     return Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],

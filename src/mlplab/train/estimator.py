@@ -1,102 +1,254 @@
-"""A scikit-learn style estimator around :class:`~mlplab.train.trainer.Trainer`.
+"""A scikit-learn compatible classifier around :class:`~mlplab.train.trainer.Trainer`.
 
 >>> clf = MLPClassifier(hidden=(50,), lam=0.01, n_s=500, cycles=1).fit(X, y)
 >>> clf.score(X_test, y_test)
 
-The constructor only stores its arguments; :meth:`fit` validates them, learns the
-standardisation (``mean_``, ``std_``) and the network (``network_``) and returns
-``self``. Learned attributes end in ``_``.
+It keeps scikit-learn's estimator conventions without importing scikit-learn:
+the constructor only stores its keyword arguments; :meth:`~MLPClassifier.get_params`
+and :meth:`~MLPClassifier.set_params` read and write them (so ``sklearn.clone``,
+``GridSearchCV`` and ``Pipeline`` work); :meth:`~MLPClassifier.fit` validates them
+and ``X``, ``y``, learns the standardisation (``mean_``, ``std_``) and the network
+(``network_``) and returns ``self``. Learned attributes end in ``_``. Bad input
+raises :class:`InvalidInput`, a ``ValueError`` as scikit-learn expects.
+``tests/test_estimator.py`` runs scikit-learn's ``check_estimator`` on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from mlplab.config import Config
+from mlplab.data.preprocess import column_stats, standardize
 from mlplab.errors import ConfigError
 from mlplab.nn.network import Network
 from mlplab.train.run import build_network
 from mlplab.train.trainer import Trainer
 
-_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {
+#: Fields of :class:`~mlplab.config.Config` that are not parameters of the estimator, and why:
+#: the caller passes the data (``split``, ``n_train``); ``n_s`` alone sets the cycle length
+#: (``n_s_k``); the history keeps the default spacing (``record_*``) and evaluation batch;
+#: there is no run directory (``name``, ``description``, ``checkpoint_every``); BLAS threads
+#: are the caller's (``threads``); the estimator keeps one network (``snapshot_ensemble``).
+NOT_PARAMETERS = (
     "name",
     "description",
     "split",
     "n_train",
-}
+    "n_s_k",
+    "record_per_cycle",
+    "record_every",
+    "eval_batch",
+    "checkpoint_every",
+    "threads",
+    "snapshot_ensemble",
+)
+#: ``batch_size=None`` takes this many samples per update, or all when there are fewer.
+DEFAULT_BATCH_SIZE = 100
+
+
+class InvalidInput(ConfigError, ValueError):
+    """``X`` or ``y`` cannot be used (shape, NaN, sparse, continuous labels, unseen labels)."""
+
+
+class NotFittedError(ConfigError, ValueError, AttributeError):
+    """``predict``, ``predict_proba`` or ``score`` before ``fit`` (the bases of scikit-learn's)."""
 
 
 class MLPClassifier:
     """Fully-connected ReLU network trained by mini-batch gradient descent.
 
-    Keyword arguments are the fields of :class:`mlplab.config.Config` (``hidden``,
-    ``lam``, ``batch_size``, ``schedule``, ``eta_min``, ``eta_max``, ``n_s``,
-    ``cycles``, ``batch_norm``, ``seed``, ...). ``standardize=True`` learns the
-    per-feature mean and std of the training data in ``fit``.
+    Every parameter except ``standardize``, ``batch_size`` and ``progress`` is the
+    :class:`~mlplab.config.Config` field of the same name, with the same default
+    and meaning (the README's "Conventions" give the formulas).
+
+    Parameters
+    ----------
+    hidden : sequence of int, default (50,)
+        Widths of the hidden layers.
+    init : {"course", "he", "xavier", "normal"}, default "course"
+        Weight initialisation; ``init_sigma`` is the std of ``"normal"``.
+    init_sigma : float, default 0.0
+    batch_norm : bool, default False
+        Batch normalisation in every hidden layer, at ``bn_position``
+        (``"before_relu"`` or ``"after_relu"``), running averages with ``bn_alpha``.
+    bn_position : str, default "before_relu"
+    bn_alpha : float, default 0.9
+    drop_prob : float, default 0.0
+        Dropout probability of the hidden activations.
+    dtype : {"float32", "float64"}, default "float32"
+        Precision of the network and of the standardised inputs.
+    lam : float, default 0.0
+        L2 penalty: cost = mean cross-entropy + ``lam`` * sum of squared dense weights.
+    label_smoothing : float, default 0.0
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}, default "sgd"
+    momentum : float, default 0.9
+        Momentum of ``"momentum"``/``"nesterov"``.
+    weight_decay : float, default 0.0
+        Decoupled weight decay of the dense weights (Adam with it is AdamW).
+    batch_size : int or None, default None
+        Samples per update; ``None``: 100, or all samples when there are fewer.
+    schedule : {"cyclic", "constant", "step", "linear", "cosine"}, default "cyclic"
+        Learning-rate schedule. Cyclic: from ``eta_min`` to ``eta_max`` and back in
+        ``2 * n_s`` updates, ``cycles`` times. The others start at ``eta`` and run
+        ``epochs`` epochs; ``step`` multiplies by ``gamma`` every ``step_size`` updates.
+    eta : float, default 0.01
+    eta_min : float, default 1e-05
+    eta_max : float, default 0.1
+    n_s : int, default 500
+    cycles : int, default 1
+    epochs : float, default 0.0
+    step_size : int, default 0
+    gamma : float, default 0.1
+    flip, translate, noise_std : default False, 0, 0.0
+        Augmentation of each mini-batch (CIFAR-10 rows of 3072 pixels only):
+        horizontal flips, shifts of up to ``translate`` pixels, Gaussian noise.
+    keep_best : bool, default False
+        End with the weights of the best validation accuracy (``fit``'s ``X_val``).
+    early_stop : int, default 0
+        Stop after this many history points without validation improvement (0: off).
+    seed : int, default 0
+        Seeds the one generator of initialisation, shuffling, dropout and augmentation.
+    standardize : bool, default True
+        Learn per-feature mean and std in ``fit`` and standardise every input with them.
+    progress : bool, default False
+        Show a progress bar while training.
+
+    Attributes
+    ----------
+    classes_ : (n_classes,) array, the sorted labels seen in ``fit``.
+    n_features_in_ : int.
+    mean_, std_ : (n_features,) float64 standardisation (zeros and ones without it).
+    network_ : :class:`~mlplab.nn.network.Network`.
+    history_ : list of dict, the training history points.
+    n_updates_ : int, the updates made.
     """
 
-    def __init__(self, *, standardize: bool = True, progress: bool = False, **params: Any) -> None:
-        self.standardize = standardize
-        self.progress = progress
-        self._params = dict(params)
-        for k, v in params.items():
-            setattr(self, k, v)
+    def __init__(
+        self,
+        *,
+        hidden: Sequence[int] = (50,),
+        init: str = "course",
+        init_sigma: float = 0.0,
+        batch_norm: bool = False,
+        bn_position: str = "before_relu",
+        bn_alpha: float = 0.9,
+        drop_prob: float = 0.0,
+        dtype: str = "float32",
+        lam: float = 0.0,
+        label_smoothing: float = 0.0,
+        optimizer: str = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+        schedule: str = "cyclic",
+        eta: float = 0.01,
+        eta_min: float = 1e-5,
+        eta_max: float = 1e-1,
+        n_s: int = 500,
+        cycles: int = 1,
+        epochs: float = 0.0,
+        step_size: int = 0,
+        gamma: float = 0.1,
+        flip: bool = False,
+        translate: int = 0,
+        noise_std: float = 0.0,
+        keep_best: bool = False,
+        early_stop: int = 0,
+        seed: int = 0,
+        standardize: bool = True,
+        progress: bool = False,
+    ) -> None:
+        # Store every argument under its own name and nothing else (scikit-learn's rule):
+        # validation waits for fit, so set_params and clone see exactly what was passed.
+        args = locals()
+        for name in self._param_names():
+            setattr(self, name, args[name])
+
+    # -- parameters (scikit-learn's BaseEstimator protocol) -----------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The keyword parameters of ``__init__``, sorted (as scikit-learn lists them)."""
+        return sorted(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"standardize": self.standardize, "progress": self.progress, **self._params}
+        """The parameters as passed to ``__init__`` or :meth:`set_params` (no nested estimators)."""
+        return {name: getattr(self, name) for name in self._param_names()}
 
     def set_params(self, **params: Any) -> MLPClassifier:
-        for k, v in params.items():
-            if k in ("standardize", "progress"):
-                setattr(self, k, v)
-            else:
-                self._params[k] = v
-                setattr(self, k, v)
+        """Store new values for parameters (checked in :meth:`fit`); returns ``self``."""
+        names = self._param_names()
+        for name, value in params.items():
+            if name not in names:
+                raise ValueError(f"invalid parameter {name!r} for MLPClassifier; valid: {names}")
+            setattr(self, name, value)
         return self
 
-    def _config(self) -> Config:
-        unknown = sorted(set(self._params) - _CONFIG_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown parameters {unknown}; known: {sorted(_CONFIG_FIELDS)}")
-        params = dict(self._params)
-        if "hidden" in params:
-            params["hidden"] = [int(h) for h in params["hidden"]]
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [
+            f"{k}={v!r}"
+            for k, v in self.get_params().items()
+            if repr(v) != repr(defaults[k].default)
+        ]
+        return f"MLPClassifier({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        """Tags for scikit-learn's checks; only scikit-learn calls this, so it may import it."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="classifier",
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags(),
+        )
+
+    def _config(self, n_samples: int) -> Config:
+        """The validated training configuration (raises :class:`ConfigError`)."""
+        params = self.get_params()
+        for name in ("standardize", "progress"):
+            del params[name]
+        if params["batch_size"] is None:
+            params["batch_size"] = min(DEFAULT_BATCH_SIZE, n_samples)
+        try:
+            if isinstance(self.hidden, str):
+                raise TypeError
+            params["hidden"] = [int(h) for h in self.hidden]
+        except (TypeError, ValueError):
+            raise ConfigError(f"hidden must be a sequence of widths, got {self.hidden!r}") from None
         return Config(name="MLPClassifier", **params).validate()
 
+    # -- learning -----------------------------------------------------------------------------
     def fit(
         self,
-        X: np.ndarray,
-        y: np.ndarray,
-        X_val: np.ndarray | None = None,
-        y_val: np.ndarray | None = None,
+        X: Any,
+        y: Any,
+        X_val: Any = None,
+        y_val: Any = None,
     ) -> MLPClassifier:
-        """Train on ``X`` ``(n, d)`` and labels ``y`` ``(n,)``; returns ``self``."""
-        cfg = self._config()
-        X = np.asarray(X)
-        y = np.asarray(y)
-        if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-            raise ConfigError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
-        if not np.all(np.isfinite(X)):
-            raise ConfigError("X contains NaN or infinite values")
+        """Train on ``X`` ``(n, d)`` and labels ``y`` ``(n,)``; returns ``self``.
+
+        ``X_val``, ``y_val`` (optional) are recorded in ``history_`` and serve
+        ``keep_best`` and ``early_stop``.
+        """
+        X = _features(X)
+        y = _labels(y, X.shape[0])
+        cfg = self._config(X.shape[0])
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
-        dt = np.dtype(cfg.dtype)
         if self.standardize:
-            self.mean_ = X.mean(axis=0, dtype=np.float64)
-            std = X.std(axis=0, dtype=np.float64)
-            self.std_ = np.where(std > 0, std, 1.0)
+            self.mean_, self.std_ = column_stats(X)
         else:
-            self.mean_ = np.zeros(X.shape[1])
-            self.std_ = np.ones(X.shape[1])
-        Xs = self._transform(X, dt)
+            self.mean_, self.std_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        dt = np.dtype(cfg.dtype)
+        Xs = self._standardized(X, dt)
         Xv = yv = None
         if X_val is not None and y_val is not None:
-            Xv = self._transform(np.asarray(X_val), dt)
-            yv = self._encode(np.asarray(y_val))
+            Xv = self._standardized(_features(X_val), dt)
+            yv = self._encode(_labels(y_val, Xv.shape[0]))
         rng = np.random.default_rng(cfg.seed)
         self.network_: Network = build_network(cfg, X.shape[1], len(self.classes_), rng)
         trainer = Trainer(self.network_, cfg, rng, progress=self.progress)
@@ -104,32 +256,73 @@ class MLPClassifier:
         self.n_updates_ = trainer.step
         return self
 
-    def _transform(self, X: np.ndarray, dt: np.dtype) -> np.ndarray:
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ConfigError(f"X must have {self.n_features_in_} columns, got shape {X.shape}")
-        return ((X - self.mean_) / self.std_).astype(dt)
+    def _standardized(self, X: np.ndarray, dt: np.dtype) -> np.ndarray:
+        """``(X - mean_) / std_`` computed in float64 (features may sit far from 0), as ``dt``."""
+        if X.shape[1] != self.n_features_in_:
+            raise InvalidInput(
+                f"X has {X.shape[1]} features, but MLPClassifier is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return standardize(X, self.mean_, self.std_, np.float64, scale=1.0).astype(dt, copy=False)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
         if not np.all(self.classes_[idx] == y):
-            raise ConfigError("y contains labels not seen in fit")
+            raise InvalidInput("y contains labels not seen in fit")
         return idx.astype(np.int64)
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "network_"):
-            raise ConfigError("this MLPClassifier is not fitted yet; call fit(X, y) first")
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    # -- prediction ---------------------------------------------------------------------------
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` in the order of ``classes_``."""
-        self._check_fitted()
-        Xs = self._transform(np.asarray(X), self.network_.dtype)
+        if not hasattr(self, "network_"):
+            raise NotFittedError("this MLPClassifier is not fitted yet; call fit(X, y) first")
+        Xs = self._standardized(_features(X), self.network_.dtype)
         return self.network_.predict_proba(Xs)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``(n,)``."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def score(self, X: np.ndarray, y: Sequence[Any] | np.ndarray) -> float:
+    def score(self, X: Any, y: Any) -> float:
         """Mean accuracy on ``(X, y)``."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+def _features(X: Any) -> np.ndarray:
+    """``X`` as a finite float64 ``(n, d)`` array with n, d >= 1, or :class:`InvalidInput`."""
+    if hasattr(X, "toarray"):  # scipy.sparse
+        raise InvalidInput("sparse X is not supported; pass a dense array (X.toarray())")
+    X = np.asarray(X)
+    if np.iscomplexobj(X):
+        raise InvalidInput("Complex data not supported")
+    X = X.astype(np.float64, copy=False)  # objects through float(): TypeError for a non-number
+    if X.ndim != 2:
+        raise InvalidInput(
+            f"X must be 2-D (n_samples, n_features), got shape {X.shape}. Reshape your data: "
+            "X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample"
+        )
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] == 0:
+            raise InvalidInput(
+                f"X has 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required."
+            )
+    if not np.all(np.isfinite(X)):
+        raise InvalidInput("X contains NaN or infinite values")
+    return X
+
+
+def _labels(y: Any, n: int) -> np.ndarray:
+    """``y`` as ``(n,)`` class labels, or :class:`InvalidInput`."""
+    if y is None:
+        raise InvalidInput("MLPClassifier requires y to be passed, but the target y is None")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InvalidInput(f"y must hold one label per row of X, shape ({n},); got {y.shape}")
+    if y.dtype.kind in "fc":
+        if not np.all(np.isfinite(y)):
+            raise InvalidInput("y contains NaN or infinite values")
+        if y.dtype.kind == "c" or np.any(y != np.round(y)):
+            raise InvalidInput(
+                "Unknown label type: y holds continuous values; MLPClassifier needs class labels"
+            )
+    return y
