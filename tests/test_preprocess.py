@@ -194,3 +194,15 @@ def test_peak_memory_bounded(raw6k):
         tracemalloc.stop()
     outputs = s.x_train.nbytes + s.x_val.nbytes + s.x_test.nbytes
     assert peak < outputs + 0.5 * s.x_train.nbytes + 40e6, (peak, outputs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_saved_model_standardises_exactly_as_training_did(raw6k, dtype):
+    """evaluate/predict (SavedModel.preprocess) see the very test inputs of training."""
+    from mlplab.nn.network import Network
+    from mlplab.nn.serialize import SavedModel
+
+    s = make_splits(raw6k, "5000/500", np.random.default_rng(0), dtype=dtype)
+    net = Network.build(3072, [4], 10, rng=np.random.default_rng(1), dtype=dtype)
+    model = SavedModel(net, s.mean, s.std, tuple("abcdefghij"), {})
+    np.testing.assert_array_equal(model.preprocess(raw6k.x_test), s.x_test)

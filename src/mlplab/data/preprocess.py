@@ -237,6 +237,7 @@ def make_splits(
     mean255, std255 = _stats(x_train)
     mean = mean255 / 255.0
     std = _one_where_zero(std255 / 255.0)
+    mean255 = mean * 255.0  # as standardize() (and so a saved model) recomputes it
     _standardize_inplace(x_train, mean255, std, 255.0)
     x_val = _gather(raw.x_train, va, dtype)
     _standardize_inplace(x_val, mean255, std, 255.0)

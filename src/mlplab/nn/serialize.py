@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.data.preprocess import standardize
 from mlplab.errors import MlplabError, ModelFileError
 from mlplab.fileio import load_model_files, save_model
 from mlplab.nn.network import Network
@@ -24,12 +25,9 @@ class SavedModel:
     meta: dict[str, Any]
 
     def preprocess(self, x_uint8: np.ndarray) -> np.ndarray:
-        """``(x / 255 - mean) / std`` in the network's dtype, for raw ``(n, d)`` pixels."""
-        x = x_uint8.astype(self.network.dtype)
-        x /= 255
-        x -= self.mean.astype(self.network.dtype)
-        x /= self.std.astype(self.network.dtype)
-        return x
+        """``(x / 255 - mean) / std`` in the network's dtype, for raw ``(n, d)`` pixels: the
+        same function, so the same numbers, as the training-time standardisation."""
+        return standardize(x_uint8, self.mean, self.std, self.network.dtype)
 
 
 def save_network(
