@@ -47,13 +47,18 @@ def test_done_started_and_other_records(tmp_path):
     assert cache.get(tmp_path, "x", "k1", "r.json", run) == {"n": 1}  # read back
     assert calls == [False] and cache.ran == [tmp_path] and cache.reused == [tmp_path]
     record = json.loads((tmp_path / RECORD).read_text())
-    assert record == {"kind": "x", "key": "k1", "result": "r.json", "done": True}
+    assert record["key"] == "k1" and record["result"] == "r.json" and record["done"] is True
     (tmp_path / RECORD).write_text(json.dumps({**record, "done": False}))  # interrupted
     cache.get(tmp_path, "x", "k1", "r.json", run)
     assert calls == [False, True]
     cache.get(tmp_path, "x", "k2", "r.json", run)  # another experiment was there
     Cache(force=True).get(tmp_path, "x", "k2", "r.json", run)
     assert calls == [False, True, False, False]
+    (tmp_path / "r.json").write_text('{"n": 0}')  # written since by something else
+    assert cache.get(tmp_path, "x", "k2", "r.json", run) == {"n": 5}
+    (tmp_path / "r.json").unlink()
+    assert cache.get(tmp_path, "x", "k2", "r.json", run) == {"n": 6}
+    assert calls[-2:] == [False, False]
 
 
 def test_training_reused_resumed_and_rerun(tmp_path, monkeypatch):
@@ -61,7 +66,9 @@ def test_training_reused_resumed_and_rerun(tmp_path, monkeypatch):
     first = cached_experiment(cfg, tmp_path / "c", raw=raw, cache=cache, progress=False)
     assert cached_experiment(cfg, tmp_path / "c", raw=raw, cache=cache, progress=False) == first
     assert cache.reused == [tmp_path / "c"]
-    (tmp_path / "c" / "results.json").unlink()  # as if killed before the end
+    (tmp_path / "c" / "results.json").unlink()  # as if killed before the end:
+    record = json.loads((tmp_path / "c" / RECORD).read_text())
+    (tmp_path / "c" / RECORD).write_text(json.dumps({**record, "done": False}))
     calls = []
     real = run_mod.latest_checkpoint
     monkeypatch.setattr(run_mod, "latest_checkpoint", lambda d: calls.append(d) or real(d))

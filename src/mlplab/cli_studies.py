@@ -150,8 +150,8 @@ def lr_range(
     raw = load_cifar10(data, progress=not quiet)
     res = run_lr_range(
         cfg,
-        raw,
         out,
+        raw,
         cache=Cache(force=True),  # the command always runs the test (and records it)
         lr_min=lr_min,
         lr_max=lr_max,

@@ -20,8 +20,11 @@ from mlplab.config import Config, load_recipe
 from mlplab.data import RawDataset
 from mlplab.fileio import atomic_write_json
 from mlplab.reproduce.plan import QUICK, Experiment
+from mlplab.train.ablation import run_ablation
+from mlplab.train.lr_range import run_lr_range
 from mlplab.train.reuse import Cache
 from mlplab.train.run import cached_experiment
+from mlplab.train.sensitivity import run_sensitivity
 
 
 def quick_overrides(recipe: str) -> dict[str, str]:
@@ -141,46 +144,22 @@ def run_gradcheck(exp: Experiment, ctx: Context) -> list[dict[str, Any]]:
     return ctx.cache.get(ctx.path(exp), "gradcheck", key, "results.json", go)
 
 
-def run_sensitivity(exp: Experiment, ctx: Context) -> list[dict[str, Any]]:
-    """The initialisation study (``mlplab sensitivity``): its rows."""
-    from mlplab.train.sensitivity import run_sensitivity as study
+def study(fn: Callable[..., Any]) -> Callable[[Experiment, Context], Any]:
+    """The runner of a study function of :mod:`mlplab.train` (``run_sensitivity``,
+    ``run_lr_range``, ``run_ablation``: what ``mlplab sensitivity``, ``lr-range`` and
+    ``ablation`` call), called as ``fn(config, directory, data, **options, cache, progress)``."""
 
-    return study(
-        ctx.config(exp),
-        ctx.path(exp),
-        ctx.raw,
-        **ctx.options(exp),
-        cache=ctx.cache,
-        progress=ctx.progress,
-    )
+    def runner(exp: Experiment, ctx: Context) -> Any:
+        return fn(
+            ctx.config(exp),
+            ctx.path(exp),
+            ctx.raw,
+            **ctx.options(exp),
+            cache=ctx.cache,
+            progress=ctx.progress,
+        )
 
-
-def run_lr_range(exp: Experiment, ctx: Context) -> dict[str, Any]:
-    """The learning-rate range test (``mlplab lr-range``): ``lr_range.json``."""
-    from mlplab.train.lr_range import run_lr_range as test
-
-    return test(
-        ctx.config(exp),
-        ctx.raw,
-        ctx.path(exp),
-        cache=ctx.cache,
-        progress=ctx.progress,
-        **ctx.options(exp),
-    )
-
-
-def run_ablation(exp: Experiment, ctx: Context) -> list[dict[str, Any]]:
-    """The ablation (``mlplab ablation``): its rows."""
-    from mlplab.train.ablation import run_ablation as ablate
-
-    return ablate(
-        ctx.config(exp),
-        ctx.path(exp),
-        ctx.raw,
-        **ctx.options(exp),
-        cache=ctx.cache,
-        progress=ctx.progress,
-    )
+    return runner
 
 
 RUNNERS: dict[str, Callable[[Experiment, Context], Any]] = {
@@ -188,7 +167,7 @@ RUNNERS: dict[str, Callable[[Experiment, Context], Any]] = {
     "seeds": run_seeds,
     "search": run_search,
     "gradcheck": run_gradcheck,
-    "sensitivity": run_sensitivity,
-    "lr-range": run_lr_range,
-    "ablation": run_ablation,
+    "sensitivity": study(run_sensitivity),
+    "lr-range": study(run_lr_range),
+    "ablation": study(run_ablation),
 }

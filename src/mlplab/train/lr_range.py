@@ -113,8 +113,8 @@ def lr_range_test(
 
 def run_lr_range(
     cfg: Config,
-    raw: RawDataset,
     out_dir: str | os.PathLike,
+    raw: RawDataset,
     *,
     cache: Cache | None = None,
     lr_min: float = 1e-5,

@@ -5,12 +5,14 @@ into its own directory and leaves there one result file (``results.json``,
 ``lr_range.json``, ``search.json``, ...). Its *key* is a hash of what decides its numbers:
 the kind of experiment, the configuration (without its description), the experiment's own
 options and the data's fingerprint. ``DIR/experiment.json`` records the key when the
-experiment starts, and again, marked done, once its result file is written. The next time:
+experiment starts, and again, marked done and with the result file's SHA-256, once that file
+is written. The next time:
 
-* done, same key: the result file is read back and nothing runs (the experiment is *reused*);
+* done, same key, the same result file: it is read back and nothing runs (*reused*);
 * started, same key, not done (it was interrupted): it runs told to continue (a training
   resumes from its checkpoint, a search continues its study);
-* anything else (no record, another key, or ``force``): it runs afresh.
+* anything else (no record, another key, a result file written since by something else, or
+  ``force``): it runs afresh.
 
 Studies made of several trainings (the initialisation study, the ablation, the final
 model's seeds) cache each training on its own, so a changed study reruns only what changed.
@@ -87,30 +89,38 @@ class Cache:
         ``result`` file if it is done, else what ``run(resume)`` returns once it has written
         that file (``resume``: an interrupted run of the same key is there to continue)."""
         d = Path(directory)
-        state = None if self.force else _state(d, key)
-        if state == "done":
-            try:
-                found = json.loads((d / result).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                state = "started"  # the record outlived its result: run it again
-            else:
+        record = None if self.force else _record(d, key)
+        if record is not None and record.get("done") is True:
+            found = _read(d / result, record.get("sha256"))
+            if found is not None:
                 self.reused.append(d)
                 return found
+            record = None  # its result file is gone or was written by something else
         d.mkdir(parents=True, exist_ok=True)
-        record = {"kind": kind, "key": key, "result": result}
-        atomic_write_json(d / RECORD, {**record, "done": False})
-        value = run(state == "started")
-        atomic_write_json(d / RECORD, {**record, "done": True})
+        entry = {"kind": kind, "key": key, "result": result}
+        atomic_write_json(d / RECORD, {**entry, "done": False})
+        value = run(record is not None)
+        digest = hashlib.sha256((d / result).read_bytes()).hexdigest()
+        atomic_write_json(d / RECORD, {**entry, "done": True, "sha256": digest})
         self.ran.append(d)
         return value
 
 
-def _state(directory: Path, key: str) -> str | None:
-    """``done``, ``started`` or None (no record of an experiment with ``key``)."""
+def _record(directory: Path, key: str) -> dict[str, Any] | None:
+    """The record in ``directory`` if it is of the experiment with ``key``."""
     try:
         record = json.loads((directory / RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("key") != key:
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def _read(path: Path, sha256: Any) -> Any:
+    """The JSON in ``path`` if its bytes have the SHA-256 ``sha256``, else None."""
+    try:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        return json.loads(data)
+    except (OSError, ValueError):
         return None
-    return "done" if record.get("done") is True else "started"
