@@ -79,8 +79,29 @@ GRADCHECK_CASES = (
 # ingredients of bonus/best ablated by the report (each costs a full training)
 ABLATED = ("batch-norm", "dropout", "augmentation")
 
-# -- assignment 2 -----------------------------------------------------------------------------
+# -- the experiments: one row each (id: its directory under --out) --------------------------
+A2_GRADCHECK = Experiment("a2-gradcheck", "gradcheck", options={"cases": GRADCHECK_CASES})
+A2_EX3 = Experiment("a2-ex3", "train", "assignment2/ex3")
+A2_EX4 = Experiment("a2-ex4", "train", "assignment2/ex4")
 A2_SEARCH = Experiment("a2-search", "search", "assignment2/search", quick={"trials": QUICK_TRIALS})
+A2_FINAL = Experiment(
+    "a2-final", "seeds", "assignment2/final", options={"seeds": FINAL_SEEDS}, best_of=A2_SEARCH
+)
+A2_OVERFIT = Experiment("a2-overfit", "train", "assignment2/overfit")
+A3_3 = Experiment("a3-3layer", "train", "assignment3/3layer")
+A3_3BN = Experiment("a3-3layer-bn", "train", "assignment3/3layer-bn")
+A3_9 = Experiment("a3-9layer", "train", "assignment3/9layer")
+A3_9BN = Experiment("a3-9layer-bn", "train", "assignment3/9layer-bn")
+A3_SEARCH = Experiment(
+    "a3-search", "search", "assignment3/search-bn", quick={"trials": QUICK_TRIALS}
+)
+A3_SENSITIVITY = Experiment("a3-sensitivity", "sensitivity", "assignment3/sensitivity")
+LR_RANGE = Experiment(
+    "bonus-lr-range", "lr-range", "assignment2/ex3", options={"epochs": 8.0}, quick={"epochs": 2.0}
+)
+ABLATION = Experiment("bonus-ablation", "ablation", "bonus/best", options={"only": ABLATED})
+
+# -- the parts: steps of sections -------------------------------------------------------------
 ASSIGNMENT2 = (
     Step(
         "assignment 2: gradient check",
@@ -90,11 +111,7 @@ ASSIGNMENT2 = (
                 "A 3072-50-10 network with ReLU, cross-entropy loss + λ·ΣW², "
                 "mini-batch gradient descent with a cyclical learning rate.",
             ),
-            Show(
-                "gradcheck",
-                "Gradient check",
-                (Experiment("a2-gradcheck", "gradcheck", options={"cases": GRADCHECK_CASES}),),
-            ),
+            Show("gradcheck", "Gradient check", (A2_GRADCHECK,)),
         ),
     ),
     Step(
@@ -103,35 +120,16 @@ ASSIGNMENT2 = (
             Show(
                 "run",
                 "Figure 3: one cycle",
-                (Experiment("a2-ex3", "train", "assignment2/ex3"),),
+                (A2_EX3,),
                 "One cycle of the triangular schedule, n_s = 500.",
             ),
-            Show(
-                "run",
-                "Figure 4: three cycles",
-                (Experiment("a2-ex4", "train", "assignment2/ex4"),),
-                "Three cycles, n_s = 800.",
-            ),
+            Show("run", "Figure 4: three cycles", (A2_EX4,), "Three cycles, n_s = 800."),
         ),
     ),
     Step("assignment 2: λ search", (Show("search", "Coarse-to-fine search for λ", (A2_SEARCH,)),)),
     Step(
         "assignment 2: final model",
-        (
-            Show(
-                "final",
-                "The final model: best λ on 49,000 images",
-                (
-                    Experiment(
-                        "a2-final",
-                        "seeds",
-                        "assignment2/final",
-                        options={"seeds": FINAL_SEEDS},
-                        best_of=A2_SEARCH,
-                    ),
-                ),
-            ),
-        ),
+        (Show("final", "The final model: best λ on 49,000 images", (A2_FINAL,)),),
     ),
     Step(
         "assignment 2: overfitting check",
@@ -139,18 +137,12 @@ ASSIGNMENT2 = (
             Show(
                 "run",
                 "Sanity check: overfitting 100 samples",
-                (Experiment("a2-overfit", "train", "assignment2/overfit"),),
+                (A2_OVERFIT,),
                 "With λ = 0 the network must reach 100 % training accuracy on 100 samples.",
             ),
         ),
     ),
 )
-
-# -- assignment 3 -----------------------------------------------------------------------------
-A3_RUNS = {
-    name: Experiment(f"a3-{name}", "train", f"assignment3/{name}")
-    for name in ("3layer", "3layer-bn", "9layer", "9layer-bn")
-}
 ASSIGNMENT3 = (
     Step(
         "assignment 3: BN comparisons",
@@ -163,31 +155,18 @@ ASSIGNMENT3 = (
             Show(
                 "bn-compare",  # pairs: each depth without, then with batch norm
                 "With and without batch norm",
-                tuple(A3_RUNS.values()),
+                (A3_3, A3_3BN, A3_9, A3_9BN),
                 curves=(
-                    (A3_RUNS["3layer-bn"], "3 layers with batch norm"),
-                    (A3_RUNS["9layer-bn"], "9 layers with batch norm"),
-                    (A3_RUNS["9layer"], "9 layers without batch norm"),
+                    (A3_3BN, "3 layers with batch norm"),
+                    (A3_9BN, "9 layers with batch norm"),
+                    (A3_9, "9 layers without batch norm"),
                 ),
             ),
         ),
     ),
     Step(
         "assignment 3: λ search",
-        (
-            Show(
-                "search",
-                "λ search for the 3-layer net with batch norm",
-                (
-                    Experiment(
-                        "a3-search",
-                        "search",
-                        "assignment3/search-bn",
-                        quick={"trials": QUICK_TRIALS},
-                    ),
-                ),
-            ),
-        ),
+        (Show("search", "λ search for the 3-layer net with batch norm", (A3_SEARCH,)),),
     ),
     Step(
         "assignment 3: initialisation study",
@@ -195,33 +174,19 @@ ASSIGNMENT3 = (
             Show(
                 "sensitivity",
                 "Sensitivity to initialisation",
-                (Experiment("a3-sensitivity", "sensitivity", "assignment3/sensitivity"),),
+                (A3_SENSITIVITY,),
                 "Every weight drawn from N(0, σ²); without batch norm small σ kills the "
                 "signal, with batch norm the network learns anyway.",
             ),
         ),
     ),
 )
-
-# -- bonus ------------------------------------------------------------------------------------
 BONUS = (
     Step(
         "bonus: learning-rate range test",
         (
             Heading("Bonus: beyond the course"),
-            Show(
-                "lr-range",
-                "Learning-rate range test",
-                (
-                    Experiment(
-                        "bonus-lr-range",
-                        "lr-range",
-                        "assignment2/ex3",
-                        options={"epochs": 8.0},
-                        quick={"epochs": 2.0},
-                    ),
-                ),
-            ),
+            Show("lr-range", "Learning-rate range test", (LR_RANGE,)),
         ),
     ),
     Step(
@@ -230,11 +195,7 @@ BONUS = (
             Show(
                 "ablation",
                 "The best recipe and its ablation",
-                (
-                    Experiment(
-                        "bonus-ablation", "ablation", "bonus/best", options={"only": ABLATED}
-                    ),
-                ),
+                (ABLATION,),
                 "`bonus/best`: the full recipe, then each ingredient removed in turn.",
             ),
         ),
