@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -42,6 +43,10 @@ def report(tmp_path_factory, real_data_dir) -> Path:
         (data / part).symlink_to((real_data_dir / part).resolve(), target_is_directory=True)
     out = base / "out"
     _reproduce_quick(out, data)
+    first = base / "first-run"  # as the fresh run left them (later tests run it again)
+    first.mkdir()
+    for name in ("report.md", "reproduce.json"):
+        shutil.copy(out / name, first / name)
     return out
 
 
@@ -94,10 +99,60 @@ def test_numbers_in_report_come_from_results(report):
     assert f"{100 * res['test_accuracy']:.2f} %" in (report / "report.md").read_text()
 
 
-def test_rerun_skips_finished_experiments(report, real_data_dir):
+def test_fresh_run_claims_no_reuse(report):
+    first = report.parent / "first-run"
+    done = json.loads((first / "reproduce.json").read_text())
+    assert done["reused"] == [] and "a2-search" in done["ran"] and "a2-final/seed-2" in done["ran"]
+    assert "reused" not in (first / "report.md").read_text()
+
+
+def test_rerun_reuses_every_experiment_and_says_so(report, real_data_dir):
     before = (report / "a2-ex4" / "results.json").stat().st_mtime_ns
+    ran = json.loads((report.parent / "first-run" / "reproduce.json").read_text())["ran"]
     _reproduce_quick(report, real_data_dir)
     assert (report / "a2-ex4" / "results.json").stat().st_mtime_ns == before
+    done = json.loads((report / "reproduce.json").read_text())
+    assert done["ran"] == [] and done["reused"] == ran
+    n = len(ran)
+    assert (
+        f"(experiments already done were reused: {n} of {n})" in (report / "report.md").read_text()
+    )
+
+
+def test_changed_recipe_reruns_only_what_changed(report, real_data_dir, monkeypatch, tmp_path):
+    from mlplab.reproduce.plan import PARTS
+
+    out = tmp_path / "out"
+    shutil.copytree(report, out, symlinks=True)  # the fixture's report stays as it was
+
+    steps = list(PARTS["assignment2"])
+    i = next(i for i, s in enumerate(steps) if s.label == "assignment 2: overfitting check")
+    (show,) = steps[i].shows
+    changed = dataclasses.replace(show.experiments[0], overrides={"lam": "0.001"})
+    steps[i] = dataclasses.replace(
+        steps[i], shows=(dataclasses.replace(show, experiments=(changed,)),)
+    )
+    monkeypatch.setitem(PARTS, "assignment2", tuple(steps))
+    _reproduce_quick(out, real_data_dir)
+    done = json.loads((out / "reproduce.json").read_text())
+    assert done["ran"] == [changed.id] and changed.id not in done["reused"]
+    res = json.loads((out / changed.id / "results.json").read_text())
+    assert res["config"]["lam"] == 0.001
+    n = len(done["reused"])
+    assert f"reused: {n} of {n + 1})" in (out / "report.md").read_text()
+
+
+def test_every_table_entry_has_a_runner_and_a_renderer():
+    from mlplab.reproduce import SECTIONS
+    from mlplab.reproduce.plan import PARTS, Show
+    from mlplab.reproduce.runners import RUNNERS
+
+    shows = [s for steps in PARTS.values() for st in steps for s in st.shows if isinstance(s, Show)]
+    assert {s.render for s in shows} == set(SECTIONS)
+    experiments = [e for s in shows for e in s.experiments]
+    assert {e.kind for e in experiments} == set(RUNNERS)
+    ids = [e.id for e in experiments]
+    assert len(ids) == len(set(ids))  # one directory each
 
 
 def _chromium() -> tuple[str, str] | None:

@@ -208,22 +208,3 @@ def test_keep_best_restores_best_validation_weights_and_early_stop():
     cfg = _cfg(schedule="constant", eta=1e-9, epochs=20, early_stop=3, record_every=4)
     _, tr = _train(cfg)
     assert tr.stopped_early and tr.step < cfg.total_updates(400)
-
-
-def test_cached_experiment_reuses_finished_and_resumes_interrupted(tmp_path, monkeypatch):
-    from mlplab.train import run as run_mod
-
-    cfg = _cfg(name="cached")
-    raw = synthetic_raw()
-    first = run_mod.cached_experiment(cfg, tmp_path / "c", raw=raw, progress=False)
-    assert run_mod.cached_experiment(cfg, tmp_path / "c", raw=raw, progress=False)["reused"]
-    (tmp_path / "c" / "results.json").unlink()  # as if killed before the end
-    calls = []
-    real = run_mod.latest_checkpoint
-    monkeypatch.setattr(run_mod, "latest_checkpoint", lambda d: calls.append(d) or real(d))
-    again = run_mod.cached_experiment(cfg, tmp_path / "c", raw=raw, progress=False)
-    assert calls and again["history"] == first["history"]
-    assert again["test_accuracy"] == first["test_accuracy"]
-    other = dataclasses.replace(cfg, lam=0.02)
-    changed = run_mod.cached_experiment(other, tmp_path / "c", raw=raw, progress=False)
-    assert changed["config"]["lam"] == 0.02 and not changed.get("reused")

@@ -21,6 +21,22 @@ data_option = click.option("--data", type=click.Path(path_type=Path), default=No
 sets_option = click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe field."
 )
+force_option = click.option(
+    "--force", is_flag=True, help="Re-run experiments whose results already exist."
+)
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+def out_option(default: str) -> Callable[[Any], Any]:
+    """``--out/-o DIR``, defaulting to ``default``."""
+    return click.option(
+        "--out",
+        "-o",
+        type=click.Path(path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help="Output directory.",
+    )
 
 
 def friendly(

@@ -120,6 +120,15 @@ def _image(caption: str, path: str) -> str:
     return f"![{alt}]({path})"
 
 
+def markdown_table(table: Table) -> str:
+    """``table`` as a GFM table (header, ``|---|`` rule, rows), without its caption: the one
+    table writer of every Markdown file mlplab writes."""
+    lines = ["| " + " | ".join(_cell(c) for c in table.header) + " |"]
+    lines.append("|" + "---|" * len(table.header))
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
 def render_markdown(doc: Document) -> str:
     """The Markdown text of ``doc`` (``report.md``; also the source of the HTML page)."""
     lines = [f"# {_one_line(doc.title)}", ""]
@@ -133,10 +142,7 @@ def render_markdown(doc: Document) -> str:
             elif isinstance(b, Table):
                 if b.caption:
                     lines += [f"*{_one_line(b.caption)}*", ""]
-                lines.append("| " + " | ".join(_cell(h) for h in b.header) + " |")
-                lines.append("|" + "---|" * len(b.header))
-                lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in b.rows]
-                lines.append("")
+                lines += [markdown_table(b), ""]
             else:
                 lines += [_image(b.caption, b.path), ""]
                 if b.caption:

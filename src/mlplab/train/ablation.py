@@ -16,6 +16,8 @@ from mlplab.config import Config, apply_overrides
 from mlplab.data import RawDataset
 from mlplab.errors import ConfigError
 from mlplab.fileio import atomic_write_bytes, atomic_write_json
+from mlplab.report.document import Table, markdown_table
+from mlplab.train.reuse import Cache
 from mlplab.train.run import cached_experiment
 
 INGREDIENTS: dict[str, tuple[Callable[[Config], bool], dict[str, str]]] = {
@@ -44,10 +46,11 @@ def run_ablation(
     raw: RawDataset,
     *,
     only: Sequence[str] | None = None,
-    force: bool = False,
+    cache: Cache | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train the full recipe and every applicable ablation; write ``ablation.md``/``.json``."""
+    """Train the full recipe and every applicable ablation (each reused if done, see
+    :mod:`.reuse`); write ``ablation.md`` and ``ablation.json``."""
     names = [n for n, (uses, _) in INGREDIENTS.items() if uses(cfg)]
     if only:
         unknown = sorted(set(only) - set(INGREDIENTS) - {"snapshot-ensemble"})
@@ -56,7 +59,7 @@ def run_ablation(
         names = [n for n in names if n in only]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full = cached_experiment(cfg, out / "full", raw=raw, force=force, progress=progress)
+    full = cached_experiment(cfg, out / "full", raw=raw, cache=cache, progress=progress)
     rows = [
         {
             "removed": "nothing (full recipe)",
@@ -77,7 +80,7 @@ def run_ablation(
     for name in names:
         sub = apply_overrides(cfg, INGREDIENTS[name][1])
         sub.name = f"{cfg.name} without {name}"
-        res = cached_experiment(sub, out / f"no-{name}", raw=raw, force=force, progress=progress)
+        res = cached_experiment(sub, out / f"no-{name}", raw=raw, cache=cache, progress=progress)
         rows.append(
             {
                 "removed": name,
@@ -96,10 +99,14 @@ def run_ablation(
 
 def ablation_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown: one row per removed ingredient with test accuracy, change and wall time."""
-    lines = ["| removed | test accuracy | change | wall time |", "|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['removed']} | {100 * r['test_accuracy']:.2f} % | "
-            f"{100 * r['delta']:+.2f} | {r['wall_seconds'] / 60:.1f} min |"
+    body = [
+        (
+            r["removed"],
+            f"{100 * r['test_accuracy']:.2f} %",
+            f"{100 * r['delta']:+.2f}",
+            f"{r['wall_seconds'] / 60:.1f} min",
         )
-    return "\n".join(lines) + "\n"
+        for r in rows
+    ]
+    head = ("removed", "test accuracy", "change", "wall time")
+    return markdown_table(Table(head, body)) + "\n"

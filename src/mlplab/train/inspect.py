@@ -1,12 +1,14 @@
 """Looking at trained models: evaluation with per-class accuracy and the confusion matrix,
 and prediction on image files of any size.
 
-``evaluate_models`` is what ``mlplab evaluate`` prints; ``predict_files`` what
-``mlplab predict`` prints. Both apply each model's saved preprocessing.
+``evaluate_saved`` is what ``mlplab evaluate`` prints, ``predict_files`` what ``mlplab
+predict`` prints, ``run_histories`` what ``mlplab compare`` draws. Each model's saved
+preprocessing is applied.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +67,54 @@ def evaluate_models(
         "per_class_accuracy": per_class_accuracy(conf),
         "confusion": conf.tolist(),
     }
+
+
+def evaluate_saved(
+    models: Sequence[str | os.PathLike],
+    data_dir: str | os.PathLike | None = None,
+    part: str = "test",
+    vote: str = "mean",
+    *,
+    confusion: str | os.PathLike | None = None,
+    gallery: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`evaluate_models` of saved models (run directories or model files) on the
+    ``test`` or ``train`` part of the CIFAR-10 in ``data_dir``; also draws the confusion
+    matrix into ``confusion`` and the first model's misclassified images into ``gallery``
+    (PNG files) when given."""
+    from mlplab.data import load_cifar10
+    from mlplab.nn.serialize import load_network
+
+    loaded = [load_network(m) for m in models]
+    raw = load_cifar10(data_dir, progress=progress)
+    x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
+    names = [str(m) for m in models]
+    res = {"part": part, **evaluate_models(loaded, x, y, raw.classes, vote, names)}
+    if confusion is not None:
+        from mlplab.report.plots import plot_confusion
+
+        plot_confusion(res["confusion"], raw.classes, confusion, f"{part} set, {len(y)} images")
+    if gallery is not None:
+        from mlplab.report.plots import plot_images
+
+        images, labels = misclassified(loaded[0], x, y)
+        title = f"{names[0]}: misclassified ({part} set)"
+        plot_images(images, labels, gallery, title, cols=6, cell=1.7)
+    return res
+
+
+def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """``(name, history)`` of each run directory (or its ``results.json``)."""
+    out = []
+    for run in runs:
+        path = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
+        try:
+            res = json.loads(path.read_text(encoding="utf-8"))
+            out.append((res.get("name") or str(run), list(res["history"])))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise MlplabError(f"{path}: not the results.json of a run ({e})") from None
+    return out
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

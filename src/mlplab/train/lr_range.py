@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data import Splits
+from mlplab.data import RawDataset, Splits, make_splits
 from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.fileio import atomic_write_json
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
+from mlplab.train.reuse import Cache
 from mlplab.train.trainer import Trainer
 
 
@@ -108,3 +109,37 @@ def lr_range_test(
     plot_lr_range(hist, eta_min, eta_max, out / "lr_range.png", title=cfg.name)
     atomic_write_json(out / "lr_range.json", result)
     return result
+
+
+def run_lr_range(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    raw: RawDataset,
+    *,
+    cache: Cache | None = None,
+    lr_min: float = 1e-5,
+    lr_max: float = 0.5,
+    epochs: float = 8.0,
+    mode: str = "linear",
+    points: int = 40,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The range test of ``cfg`` on the splits it makes of ``raw`` (``mlplab lr-range``), or
+    its result already in ``out_dir`` for the same configuration, data and options (see
+    :mod:`.reuse`)."""
+    options = {
+        "lr_min": float(lr_min),
+        "lr_max": float(lr_max),
+        "epochs": float(epochs),
+        "mode": mode,
+        "points": int(points),
+    }
+
+    def run(_resume: bool) -> dict[str, Any]:  # nothing to resume: it runs in one go
+        rng = np.random.default_rng(cfg.seed)
+        splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+        return lr_range_test(cfg, splits, rng, out_dir, progress=progress, **options)
+
+    cache = cache if cache is not None else Cache()
+    key = cache.key("lr-range", cfg, raw, **options)
+    return cache.get(out_dir, "lr-range", key, "lr_range.json", run)

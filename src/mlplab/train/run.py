@@ -29,6 +29,7 @@ from mlplab.machine import blas_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
+from mlplab.train.reuse import Cache, config_hash
 from mlplab.train.rundir import (
     PreviousRun,
     check_layout,
@@ -361,52 +362,23 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f} %"
 
 
-def results_path(out_dir: str | os.PathLike) -> Path:
-    return Path(out_dir) / "results.json"
-
-
-def config_hash(cfg: Config) -> str:
-    """Content hash of a configuration (what decides a run's numbers), for skipping reruns."""
-    import hashlib
-
-    d = cfg.to_dict()
-    d.pop("description", None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def cached_experiment(
     cfg: Config,
     out_dir: str | os.PathLike,
     *,
     raw: RawDataset,
-    force: bool = False,
+    cache: Cache | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """:func:`run_experiment`, unless ``out_dir`` already holds results of the same configuration.
+    """:func:`run_experiment`, unless ``out_dir`` holds its results already (see
+    :mod:`mlplab.train.reuse`): the results of the same configuration on the same data are
+    read back, an interrupted run of it continues from its last checkpoint, and anything
+    else (another configuration, ``cache.force``) is run afresh, overwriting ``out_dir``."""
+    out = Path(out_dir)
 
-    The configuration's content hash is stored in ``results.json``; a directory with
-    results of another configuration is re-run (and overwritten), as is any with
-    ``force``. An interrupted run of the same configuration (``run.json`` without
-    ``results.json``) continues from its last checkpoint.
-    """
-    path = results_path(out_dir)
-    h = config_hash(cfg)
-    if path.is_file() and not force:
-        try:
-            old = json.loads(path.read_text())
-            if old.get("config_hash") == h:
-                old["reused"] = True
-                return old
-        except (OSError, ValueError):
-            pass
-    resume = False
-    run_file = Path(out_dir) / "run.json"
-    if run_file.is_file() and not force:  # an interrupted run of the same configuration
-        try:
-            resume = json.loads(run_file.read_text()).get("config") == cfg.to_dict()
-        except (OSError, ValueError):
-            resume = False
-    res = run_experiment(cfg, out_dir, raw=raw, progress=progress, overwrite=True, resume=resume)
-    res["config_hash"] = h
-    atomic_write_json(path, res)
-    return res
+    def run(resume: bool) -> dict[str, Any]:
+        resume = resume and (out / "run.json").is_file()
+        return run_experiment(cfg, out, raw=raw, progress=progress, overwrite=True, resume=resume)
+
+    cache = cache if cache is not None else Cache()
+    return cache.get(out, "train", cache.key("train", cfg, raw), "results.json", run)

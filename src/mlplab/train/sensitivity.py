@@ -16,7 +16,9 @@ from typing import Any
 from mlplab.config import Config
 from mlplab.data import RawDataset
 from mlplab.fileio import atomic_write_bytes, atomic_write_json
+from mlplab.report.document import Table, markdown_table
 from mlplab.report.plots import plot_sensitivity
+from mlplab.train.reuse import Cache
 from mlplab.train.run import cached_experiment
 
 DEFAULT_SIGMAS = (1e-1, 1e-3, 1e-4)
@@ -28,10 +30,11 @@ def run_sensitivity(
     raw: RawDataset,
     sigmas: Sequence[float] = DEFAULT_SIGMAS,
     *,
-    force: bool = False,
+    cache: Cache | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run the 2 x len(sigmas) trainings; write ``sensitivity.png``, ``.md`` and ``.json``."""
+    """Run the 2 x len(sigmas) trainings (each reused if done, see :mod:`.reuse`); write
+    ``sensitivity.png``, ``.md`` and ``.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -47,7 +50,7 @@ def run_sensitivity(
             )
             sub.validate()
             run_dir = out / f"sigma-{sigma:g}-{'bn' if bn else 'nobn'}"
-            res = cached_experiment(sub, run_dir, raw=raw, force=force, progress=progress)
+            res = cached_experiment(sub, run_dir, raw=raw, cache=cache, progress=progress)
             histories[(sigma, bn)] = res["history"]
             rows.append(
                 {
@@ -66,10 +69,10 @@ def run_sensitivity(
 
 def sensitivity_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table: one row per sigma, test accuracy with and without BN."""
-    lines = ["| σ | test accuracy with BN | test accuracy without BN |", "|---|---|---|"]
     by = {(r["sigma"], r["batch_norm"]): r["test_accuracy"] for r in rows}
-    for sigma in dict.fromkeys(r["sigma"] for r in rows):
-        lines.append(
-            f"| {sigma:g} | {100 * by[(sigma, True)]:.2f} % | {100 * by[(sigma, False)]:.2f} % |"
-        )
-    return "\n".join(lines) + "\n"
+    body = [
+        (f"{sigma:g}", f"{100 * by[(sigma, True)]:.2f} %", f"{100 * by[(sigma, False)]:.2f} %")
+        for sigma in dict.fromkeys(r["sigma"] for r in rows)
+    ]
+    head = ("σ", "test accuracy with BN", "test accuracy without BN")
+    return markdown_table(Table(head, body)) + "\n"
