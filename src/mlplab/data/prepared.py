@@ -67,6 +67,6 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in ARRAYS}
     rng = np.random.default_rng(0)
     rng.bit_generator.state = meta["rng"]
-    empty = np.empty((0, arrays["x_train"].shape[1]), arrays["x_train"].dtype)
-    test = {"x_test": empty, "y_test": np.empty(0, np.int64)}
+    empty = np.empty((0, arrays["x_train"].shape[1]), np.uint8)
+    test = {"test_pixels": empty, "y_test": np.empty(0, np.int64)}
     return Splits(**arrays, **test, classes=tuple(meta["classes"]), name=meta["name"]), rng

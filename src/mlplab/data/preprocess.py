@@ -14,6 +14,7 @@ scale with those of :func:`column_stats` (``scale=1``, as
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,18 +52,26 @@ class Splits:
     mean, std: (3072,) float64 statistics of the training split on the
     ``pixels / 255`` scale (std with zeros replaced by 1), so that
     ``x = (pixels / 255 - mean) / std``.
+
+    The test set is kept as its uint8 ``test_pixels`` and standardised (by
+    :func:`standardize`, as a saved model does) when ``x_test`` is first read, after
+    training: a run does not hold a float copy of it while it trains.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-    x_test: np.ndarray
+    test_pixels: np.ndarray
     y_test: np.ndarray
     mean: np.ndarray
     std: np.ndarray
     classes: tuple[str, ...]
     name: str
+
+    @functools.cached_property
+    def x_test(self) -> np.ndarray:
+        return standardize(self.test_pixels, self.mean, self.std, self.x_train.dtype)
 
 
 def parse_split(split: str) -> tuple[str, tuple[int, int] | None]:
@@ -241,14 +250,12 @@ def make_splits(
     _standardize_inplace(x_train, mean255, std, 255.0)
     x_val = _gather(raw.x_train, va, dtype)
     _standardize_inplace(x_val, mean255, std, 255.0)
-    x_test = _gather(raw.x_test, None, dtype)
-    _standardize_inplace(x_test, mean255, std, 255.0)
     return Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],
         x_val=x_val,
         y_val=np.asarray(raw.y_train, dtype=np.int64)[va],
-        x_test=x_test,
+        test_pixels=np.asarray(raw.x_test),
         y_test=np.asarray(raw.y_test, dtype=np.int64).copy(),
         mean=mean,
         std=std,

@@ -205,11 +205,12 @@ def _run(
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
     splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+    identity, data_source = run_identity(config_hash(cfg), raw), raw.source
+    del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     n = splits.x_train.shape[0]
     total = cfg.total_updates(n)
     ckpt_dir = out / "checkpoints"
-    identity = run_identity(config_hash(cfg), raw)
 
     def checkpoint(tr: Trainer) -> None:
         due = tr.step == total or (cfg.checkpoint_every and tr.step % cfg.checkpoint_every == 0)
@@ -267,7 +268,7 @@ def _run(
         "n_train": n,
         "n_val": int(splits.x_val.shape[0]),
         "n_test": int(splits.x_test.shape[0]),
-        "data_source": raw.source,
+        "data_source": data_source,
         "config": resolved_config(cfg, n),
         "mlplab_version": __version__,
         "machine": machine_facts(cfg.threads),
