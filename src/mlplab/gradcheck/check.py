@@ -22,7 +22,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mlplab.gradcheck.vectorized import freeze_dropout, numerical_gradients_vectorized
+from mlplab.gradcheck.vectorized import (
+    buffers_restored,
+    freeze_dropout,
+    numerical_gradients_vectorized,
+)
 from mlplab.nn.losses import cross_entropy, softmax_cross_entropy
 from mlplab.nn.network import Network
 
@@ -111,10 +115,9 @@ def numerical_gradients(
     """Centred-difference gradients of every parameter, one element at a time (slow, exact
     reference)."""
     obj = _Objective(net, X, y, lam, upstream, label_smoothing)
-    saved = {k: v.copy() for k, v in net.buffers().items()}
-    freeze_dropout(net, X)
     out: dict[str, np.ndarray] = {}
-    try:
+    with buffers_restored(net):
+        freeze_dropout(net, X)
         for name, p in net.params().items():
             g = np.zeros_like(p)
             flat, gflat = p.reshape(-1), g.reshape(-1)
@@ -127,9 +130,6 @@ def numerical_gradients(
                 flat[j] = old
                 gflat[j] = (fp - fm) / (2 * h)
             out[name] = g
-    finally:
-        for k, v in net.buffers().items():
-            v[...] = saved[k]
     return out
 
 
@@ -143,13 +143,9 @@ def analytic_gradients(
     label_smoothing: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Back-propagated gradients of the same objective as :func:`numerical_gradients`."""
-    saved = {k: v.copy() for k, v in net.buffers().items()}
-    freeze_dropout(net, X)
-    try:
+    with buffers_restored(net):
+        freeze_dropout(net, X)
         return _Objective(net, X, y, lam, upstream, label_smoothing).analytic()
-    finally:
-        for k, v in net.buffers().items():
-            v[...] = saved[k]
 
 
 #: ``method`` name -> numerical gradients of the checked objective.

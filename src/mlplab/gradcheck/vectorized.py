@@ -22,7 +22,8 @@ computed with fewer redundant operations; a test checks both agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -31,6 +32,17 @@ from mlplab.nn.losses import log_softmax
 from mlplab.nn.network import Network
 
 CHUNK_ELEMENTS = 1 << 22  # ~32 MB of float64 per (c, n, d) stack
+
+
+@contextlib.contextmanager
+def buffers_restored(net: Network) -> Iterator[None]:
+    """Run the block, then put back every buffer (batch-norm running statistics)."""
+    saved = {k: v.copy() for k, v in net.buffers().items()}
+    try:
+        yield
+    finally:
+        for k, v in net.buffers().items():
+            v[...] = saved[k]
 
 
 def freeze_dropout(net: Network, X: np.ndarray) -> None:
@@ -170,13 +182,9 @@ def numerical_gradients_vectorized(
     """Centred-difference gradients of every parameter, perturbations batched in chunks.
 
     Layers' buffers (batch-norm running statistics) are restored afterwards."""
-    saved = {k: v.copy() for k, v in net.buffers().items()}
-    try:
+    with buffers_restored(net):
         freeze_dropout(net, X)
         return _gradients(net, X, y, lam, h, upstream, label_smoothing)
-    finally:
-        for k, v in net.buffers().items():
-            v[...] = saved[k]
 
 
 def _gradients(net, X, y, lam, h, upstream, label_smoothing) -> dict[str, np.ndarray]:
