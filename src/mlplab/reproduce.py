@@ -180,7 +180,7 @@ class Reproduction:
         return res.summary
 
     def _spec(self, recipe: str) -> Any:
-        from mlplab.search.launch import load_spec
+        from mlplab.search.space import load_spec
 
         return load_spec(recipe, trials=QUICK_TRIALS) if self.quick else load_spec(recipe)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
@@ -15,7 +16,7 @@ from mlplab.data import RawDataset, parse_split
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import prepare_out_dir
 from mlplab.machine import usable_cores
-from mlplab.search.space import SearchSpec, build_spec, read_space_file
+from mlplab.search.space import SearchSpec, load_spec
 from mlplab.search.storage import (
     check_study_name,
     default_storage,
@@ -27,7 +28,7 @@ from mlplab.search.storage import (
     sqlite_url,
     storage_errors,
 )
-from mlplab.train.rundir import data_fingerprint
+from mlplab.train.rundir import data_fingerprint, file_lock
 
 
 @dataclass
@@ -40,14 +41,6 @@ class SearchResult:
     summary: dict[str, Any]
     best_overrides: dict[str, str] | None
     follow_up: str | None
-
-
-def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> SearchSpec:
-    """The search spec of ``recipe``: its ``.space`` file (or ``space_file``) and ``options``
-    (the keyword arguments of :func:`.space.build_spec`)."""
-    if space_file is not None and not space_file.is_file():
-        raise ConfigError(f"search space file not found: {space_file}")
-    return build_spec(read_space_file(recipe, space_file), **options)
 
 
 def _settings(cfg: Any, spec: SearchSpec) -> dict[str, Any]:
@@ -71,19 +64,10 @@ def _check(cfg: Any, spec: SearchSpec) -> None:
 
 
 def _lock(path: Path, what: str) -> Any:
-    """An exclusive lock on ``path`` for ``what`` (refused at once if another command holds it)."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise MlplabError(
-            f"{what} is in use by another mlplab search; wait for it or use another --out"
-        ) from None
-    except OSError as e:
-        raise MlplabError(f"cannot lock {path}: {e.strerror or e}") from None
-    return lock
+    """Own ``what`` (``--out`` or a SQLite study) for the command's life: refused if busy."""
+    return file_lock(
+        path, lambda: f"{what} is in use by another mlplab search; wait for it or use another --out"
+    )
 
 
 def follow_up(final: str, study: str, url: str, default_url: str) -> str:
@@ -137,59 +121,46 @@ def run_search(
     cap = max(1, min(workers, usable_cores(), max(spec.trials, spec.fine_trials)))
     if cap < workers:
         echo(f"using {cap} worker(s), not {workers}: no more than the cores and the trials")
-    locks = [(outp / ".search.lock", str(outp))]
-    if (db := sqlite_path(url)) is not None:  # one command owns a SQLite study
-        if not db.parent.is_dir():
-            raise MlplabError(f"cannot reach search storage {url}: no directory {db.parent}")
-        locks.append((Path(f"{db.resolve()}.lock"), str(db)))
-    held = []
-    try:
-        for path, what in locks:
-            held.append(_lock(path, what))
-    except MlplabError:
-        for lock in held:
-            lock.release()
-        raise
-    sqlite_owner = db is not None
-    try:
-        if raw is None:  # before the study: bad data must not cost a --restart its study
-            from mlplab.data import load_cifar10, locate_data
+    plan = Plan(recipe, sets, spec, name, url, str(outp / "splits"), heartbeat, grace, quiet)
+    db = sqlite_path(url)
+    with contextlib.ExitStack() as held:
+        held.enter_context(_lock(outp / ".search.lock", str(outp)))
+        if db is not None:  # one command owns a SQLite study
+            held.enter_context(_lock(Path(f"{db.resolve()}.lock"), str(db)))
+        try:
+            if raw is None:  # before the study: bad data must not cost a --restart its study
+                from mlplab.data import load_cifar10, locate_data
 
-            raw = load_cifar10(locate_data(data_dir, progress=not quiet), progress=not quiet)
-        settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
-        st = open_storage(url, heartbeat=heartbeat, grace=grace)
-        with storage_errors(url):
-            the_study, deleted = open_study(name, st, url, settings, restart)
-            if deleted:
-                echo(f"deleted study {name} and its trials (--restart {restart}: {deleted})")
-            if sqlite_owner and (gone := retry_orphans(the_study, st)):
-                echo(f"trial(s) {gone} of a killed search: failed, their slots run again")
-            todo = open_stage(the_study.get_trials(deepcopy=False), spec) is not None
-        echo(
-            f"study {name} on {redact(url)}: {', '.join(p.to_text() for p in spec.params)}; "
-            f"{spec.trials} coarse ({spec.repeats} training(s) each) + {spec.fine_trials} fine "
-            f"({spec.fine_repeats} each) trials, fine rule {spec.fine_rule.to_text()}, "
-            f"{cap} worker(s), {cfg.threads} BLAS thread(s) per training"
-        )
-        splits_dir = outp / "splits"
-        if todo:
-            prepare_splits(raw, stage_configs(cfg, spec), splits_dir)
-            raw = None  # the workers read the memory-mapped splits only
-            plan = Plan(recipe, sets, spec, name, url, str(splits_dir), heartbeat, grace, quiet)
-            run_workers(plan, cap)
-        with storage_errors(url):
-            summary = write_report(the_study, spec, outp)
-            if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
-                shutil.rmtree(splits_dir, ignore_errors=True)
-        st.engine.dispose()
-    except OSError as e:  # a full disk while preparing the splits or writing the report
-        raise MlplabError(
-            f"cannot write {e.filename or outp}: {e.strerror or e}; finished trials are kept: "
-            "free space and run the command again"
-        ) from None
-    finally:
-        for lock in held:
-            lock.release()
+                raw = load_cifar10(locate_data(data_dir, progress=not quiet), progress=not quiet)
+            settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
+            st = open_storage(url, heartbeat=heartbeat, grace=grace)
+            held.callback(st.engine.dispose)
+            with storage_errors(url):
+                the_study, deleted = open_study(name, st, url, settings, restart)
+                if deleted:
+                    echo(f"deleted study {name} and its trials (--restart {restart}: {deleted})")
+                if db is not None and (gone := retry_orphans(the_study, st)):
+                    echo(f"trial(s) {gone} of a killed search: failed, their slots run again")
+                todo = open_stage(the_study.get_trials(deepcopy=False), spec) is not None
+            echo(
+                f"study {name} on {redact(url)}: {', '.join(p.to_text() for p in spec.params)}; "
+                f"{spec.trials} coarse ({spec.repeats} training(s) each) + {spec.fine_trials} "
+                f"fine ({spec.fine_repeats} each) trials, fine rule {spec.fine_rule.to_text()}, "
+                f"{cap} worker(s), {cfg.threads} BLAS thread(s) per training"
+            )
+            if todo:
+                prepare_splits(raw, stage_configs(cfg, spec), Path(plan.splits_dir))
+                raw = None  # the workers read the memory-mapped splits only
+                run_workers(plan, cap)
+            with storage_errors(url):
+                summary = write_report(the_study, spec, outp)
+                if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
+                    shutil.rmtree(plan.splits_dir, ignore_errors=True)
+        except OSError as e:  # a full disk while preparing the splits or writing the report
+            raise MlplabError(
+                f"cannot write {e.filename or outp}: {e.strerror or e}; finished trials are "
+                "kept: free space and run the command again"
+            ) from None
     best = summary["best"]
     over = best["overrides"] if best else None
     cmd = follow_up(spec.final, name, url, default_storage(Path("runs") / name)) if best else None

@@ -7,9 +7,8 @@ What Optuna cannot do stays here:
 
 * the fine stage is enqueued when every coarse slot is COMPLETE, by whichever worker sees it
   first. Racing workers (also on other machines) may enqueue a slot twice, so a trial whose
-  slot has an earlier WAITING, RUNNING or COMPLETE trial is pruned untrained: each slot
-  trains once;
-* with SQLite (one machine) the launcher holds a file lock for its whole life, so RUNNING
+  slot has an earlier WAITING, RUNNING or COMPLETE trial is pruned untrained;
+* with SQLite (one machine) the command holds a file lock for its whole life, so RUNNING
   trials found when it starts belong to a killed command and are retried at once;
 * the splits are prepared once under ``OUT/splits`` and memory-mapped by every worker.
 
@@ -37,7 +36,7 @@ from optuna.trial import TrialState
 from mlplab.config import Config, apply_overrides, load_recipe
 from mlplab.errors import MlplabError
 from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params
-from mlplab.search.storage import ATTR_FINE, SLOT, STAGE, open_storage, retry_stale, storage_errors
+from mlplab.search.storage import SLOT, STAGE, open_storage, retry_stale, storage_errors
 from mlplab.train.repeats import train_seeds
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
@@ -71,6 +70,7 @@ def stage_configs(cfg: Config, spec: SearchSpec) -> list[Config]:
 
 
 def _slot(trials: list[Any], stage: str, slot: int | None = None) -> list[Any]:
+    """The trials of ``stage`` (of its slot ``slot`` only, if given)."""
     return [
         t
         for t in trials
@@ -87,29 +87,16 @@ def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
     return None
 
 
-def stage_params(study: Any, spec: SearchSpec, stage: str, trials: list[Any]) -> tuple[Param, ...]:
-    """The parameters of ``stage``: the fine ones from the COMPLETE coarse trials (stored)."""
-    if stage == "coarse":
-        return spec.params
-    first: dict[int, Any] = {}
-    for t in sorted(_slot(trials, "coarse"), key=lambda t: t.number):
-        if t.state == TrialState.COMPLETE and t.user_attrs[SLOT] < spec.trials:
-            first.setdefault(t.user_attrs[SLOT], t)
-    ordered = [first[k] for k in sorted(first)]
-    params = fine_params(spec, [(t.params, float(t.value)) for t in ordered])
-    fine = {
-        "params": [p.to_dict() for p in params],
-        "rule": spec.fine_rule.to_text(),
-        "from_trials": [t.number for t in ordered],
-    }
-    if study.user_attrs.get(ATTR_FINE) != fine:
-        study.set_user_attr(ATTR_FINE, fine)
-    return params
-
-
 def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials: list[Any]) -> None:
-    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial."""
-    params = stage_params(study, spec, stage, trials)
+    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial; the
+    fine stage's space follows from the COMPLETE coarse trials, the first of each slot."""
+    params = spec.params
+    if stage == "fine":
+        first: dict[int, Any] = {}
+        for t in sorted(_slot(trials, "coarse"), key=lambda t: t.number):
+            if t.state == TrialState.COMPLETE and t.user_attrs[SLOT] < spec.trials:
+                first.setdefault(t.user_attrs[SLOT], t)
+        params = fine_params(spec, [(first[k].params, first[k].value) for k in sorted(first)])
     for slot in range(spec.stage_trials(stage)):
         mine = _slot(trials, stage, slot)
         if any(t.state in LIVE for t in mine):
@@ -142,7 +129,7 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
             trial.set_user_attr("duplicate_of", twins[0])  # enqueued twice: the first one runs
             raise optuna.TrialPruned(f"slot runs in trial {twins[0]}")
         space = [Param.from_dict(d) for d in attrs["space"]]
-        for p in space:
+        for p in space:  # the enqueued values, recorded as the trial's parameters
             if p.integer:
                 trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
             else:
@@ -168,25 +155,24 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
 
 def work(plan: Plan, label: str = "") -> None:
     """One worker: enqueue what is due, ``study.optimize`` until every stage is COMPLETE."""
-    say = (
-        (lambda s: None)
-        if plan.quiet
-        else (lambda s: print(f"[{label}] " * bool(label) + s, flush=True))
-    )
-    cfg = load_recipe(plan.recipe, plan.sets)
-    storage = open_storage(plan.url, heartbeat=plan.heartbeat, grace=plan.grace)
-    discarded: list[int] = []
-    objective = _objective(plan, cfg, say, discarded)
+
+    def say(line: str) -> None:
+        if not plan.quiet:
+            print(f"[{label}] {line}" if label else line, flush=True)
 
     def drained(study: Any, _trial: Any) -> None:
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
+    cfg = load_recipe(plan.recipe, plan.sets)
+    storage = open_storage(plan.url, heartbeat=plan.heartbeat, grace=plan.grace)
+    discarded: list[int] = []
+    objective = _objective(plan, cfg, say, discarded)
     try:
         with storage_errors(plan.url):
             study = optuna.load_study(study_name=plan.study, storage=storage)
             while True:
-                optuna.storages.fail_stale_trials(study)
+                optuna.storages.fail_stale_trials(study)  # also those of other machines
                 trials = study.get_trials(deepcopy=False)
                 if (stage := open_stage(trials, plan.spec)) is not None:
                     enqueue_stage(study, plan.spec, cfg, stage, trials)
@@ -220,7 +206,7 @@ def retry_orphans(study: Any, storage: Any) -> list[int]:
 
 
 def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:  # the launcher died: leave at once (the trial is retried)
+    while os.getppid() == parent:  # the command died: leave at once (the trial is retried)
         time.sleep(0.2)
     os._exit(3)
 

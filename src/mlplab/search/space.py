@@ -12,21 +12,22 @@ every worker on every machine computes the same ones, and a retried slot gets th
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlplab.config import _HINTS, FIELDS, Config
+from mlplab.config import _HINTS, FIELDS, Config, beside_recipe, read_toml
 from mlplab.errors import ConfigError
 
 STAGES, RULES = ("coarse", "fine"), ("smooth", "top-k")
 Value = float | int
 #: Used when a recipe has no space file: the DD2424 coarse lambda search.
 DEFAULT_SPACE = {"trials": 20, "params": {"lam": {"scale": "log", "low": 1e-5, "high": 1e-1}}}
+#: The keys of a space file and of its ``[fine]`` table.
+SPACE_KEYS = {"description", "final", "trials", "seed", "repeats", "params", "fine"}
+FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 
 @dataclass(frozen=True)
@@ -249,20 +250,22 @@ class SearchSpec:
     @property
     def fine_differs(self) -> bool:
         """Fine trials train differently (overrides, other repeats): scores not comparable."""
-        return bool(self.fine_set) or self.fine_repeats != self.repeats
+        return fine_differs(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            k: getattr(self, k)
-            for k in ("trials", "fine_trials", "seed", "repeats", "fine_repeats")
-        }
-        rule, fine_set = self.fine_rule.to_dict(), dict(self.fine_set)
+        counts = ("trials", "fine_trials", "seed", "repeats", "fine_repeats")
         return {
             "params": [p.to_dict() for p in self.params],
-            **d,
-            "fine": rule,
-            "fine_set": fine_set,
+            **{k: getattr(self, k) for k in counts},
+            "fine": self.fine_rule.to_dict(),
+            "fine_set": dict(self.fine_set),
         }
+
+
+def fine_differs(space: dict[str, Any]) -> bool:
+    """Whether the fine trials of space ``space`` (:meth:`SearchSpec.to_dict`, as a study
+    stores it) train differently from the coarse ones: other settings or repeats."""
+    return bool(space.get("fine_set")) or space.get("fine_repeats", 1) != space.get("repeats", 1)
 
 
 def draw(params: tuple[Param, ...], seed: int, stage: str, slot: int) -> dict[str, Value]:
@@ -275,47 +278,24 @@ def fine_params(
     spec: SearchSpec, coarse: list[tuple[dict[str, Value], float]]
 ) -> tuple[Param, ...]:
     """The coarse intervals narrowed by the fine rule; ``coarse``: (values, score) by slot."""
-    intervals = [
-        spec.fine_rule.interval(p, [(t[p.name], s) for t, s in coarse]) for p in spec.params
-    ]
-    return tuple(
-        replace(p, low=float(a), high=float(b))
-        for p, (a, b) in zip(spec.params, intervals, strict=True)
-    )
+
+    def narrow(p: Param) -> Param:
+        low, high = spec.fine_rule.interval(p, [(values[p.name], s) for values, s in coarse])
+        return replace(p, low=float(low), high=float(high))
+
+    return tuple(map(narrow, spec.params))
 
 
-def read_space_file(recipe: str, path: Path | None = None) -> dict[str, Any]:
-    """The space file ``path``, else ``<recipe>.space`` beside the recipe, else the default."""
-    if path is None:
-        cand = Path(recipe).with_suffix(".space")
-        shipped = resources.files("mlplab") / "recipes" / f"{recipe}.space"
-        local = Path(recipe).suffix == ".toml" or Path(recipe).exists()
-        path = (
-            cand
-            if local and cand.is_file()
-            else shipped
-            if not local and shipped.is_file()
-            else None
-        )
-        if path is None:
-            return dict(DEFAULT_SPACE)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read search space file {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"search space file {path} is not valid TOML: {e}") from None
-    if unknown := set(data) - {
-        "description",
-        "final",
-        "trials",
-        "seed",
-        "repeats",
-        "params",
-        "fine",
-    }:
+def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> SearchSpec:
+    """The spec of ``recipe``: the space file ``space_file``, else ``<recipe>.space`` beside the
+    recipe, else :data:`DEFAULT_SPACE`; ``options`` as for :func:`build_spec`."""
+    if space_file is not None and not space_file.is_file():
+        raise ConfigError(f"search space file not found: {space_file}")
+    path = space_file or beside_recipe(recipe, ".space")
+    data = read_toml(path, "search space file") if path else dict(DEFAULT_SPACE)
+    if unknown := set(data) - SPACE_KEYS:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-    return data
+    return build_spec(data, **options)
 
 
 def build_spec(
@@ -340,36 +320,32 @@ def build_spec(
         if not isinstance(d, dict) or set(d) - {"scale", "low", "high"}:
             raise ConfigError(f"search space: [params.{name}] needs exactly scale, low, high")
         plist.append(Param.make(name, str(d.get("scale", "linear")), d.get("low"), d.get("high")))
-    if unknown := set(fine) - {"rule", "k", "pad", "h", "trials", "set", "repeats"}:
+    if unknown := set(fine) - FINE_KEYS:
         raise ConfigError(f"unknown key(s) in [fine]: {', '.join(sorted(unknown))}")
     try:
         kw = {k: type(v)(fine.get(k, v)) for k, v in (("h", 0.4), ("k", 3), ("pad", 0.0))}
-        rule = (
-            FineRule.parse(fine_rule)
-            if fine_rule
-            else FineRule(str(fine.get("rule", "smooth")), **kw)
-        )
+        kind = str(fine.get("rule", "smooth"))
+        rule = FineRule.parse(fine_rule) if fine_rule else FineRule(kind, **kw)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid [fine] settings: {fine!r}") from None
     o = {k: v for k, v in options.items() if v is not None}
-    n, r = o.get("trials", data.get("trials", 20)), o.get("repeats", data.get("repeats", 1))
-    fset = {str(k): _text(v) for k, v in fine.get("set", {}).items()} | (fine_set or {})
-    nf = o.get("fine_trials", o.get("trials", fine.get("trials", n)))
-    rf = o.get("fine_repeats", o.get("repeats", fine.get("repeats", r)))
+    trials = o.get("trials", data.get("trials", 20))
+    repeats = o.get("repeats", data.get("repeats", 1))
     return SearchSpec(
         tuple(plist),
-        n,
-        nf,
-        rule,
-        fset,
-        o.get("seed", data.get("seed", 0)),
-        r,
-        rf,
-        str(data.get("final", "")),
+        trials=trials,
+        fine_trials=o.get("fine_trials", o.get("trials", fine.get("trials", trials))),
+        fine_rule=rule,
+        fine_set={str(k): _text(v) for k, v in fine.get("set", {}).items()} | (fine_set or {}),
+        seed=o.get("seed", data.get("seed", 0)),
+        repeats=repeats,
+        fine_repeats=o.get("fine_repeats", o.get("repeats", fine.get("repeats", repeats))),
+        final=str(data.get("final", "")),
     )
 
 
 def _text(v: Any) -> str:
+    """A TOML value of ``[fine] set`` as ``--set`` text."""
     if isinstance(v, bool):
         return "true" if v else "false"
     return ",".join(str(x) for x in v) if isinstance(v, list) else str(v)

@@ -21,11 +21,12 @@ import optuna
 from optuna.trial import TrialState
 
 from mlplab.errors import MlplabError
+from mlplab.search.space import fine_differs
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failure is reported by our error line
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-#: Study user attributes (settings it was started with, the fine space); trial user attributes.
-ATTR_SETTINGS, ATTR_FINE, STAGE, SLOT = "mlplab_search", "mlplab_fine_params", "stage", "slot"
+#: The study's user attribute of the settings it was started with; trial user attributes.
+ATTR_SETTINGS, STAGE, SLOT = "mlplab_search", "stage", "slot"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -82,7 +83,7 @@ def engine_url(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///FILE`` URL, else ``None``."""
+    """The database file of a ``sqlite:///FILE`` URL (in a directory that exists), else ``None``."""
     from sqlalchemy.engine import make_url
 
     if not url.startswith("sqlite:"):
@@ -90,6 +91,8 @@ def sqlite_path(url: str) -> Path | None:
     db = make_url(url).database
     if not db or db == ":memory:":
         raise MlplabError("search storage sqlite:///:memory: cannot be shared; give a file")
+    if not Path(db).parent.is_dir():
+        raise MlplabError(f"cannot reach search storage {url}: no directory {Path(db).parent}")
     return Path(db)
 
 
@@ -126,8 +129,6 @@ def open_storage(
     if path is not None:
         if must_exist and not path.is_file():
             raise MlplabError(f"no search study database {path} (run `mlplab search` first)")
-        if not path.parent.is_dir():
-            raise MlplabError(f"cannot reach search storage {url}: no directory {path.parent}")
         engine["connect_args"] = {"timeout": 120}
     elif url.startswith(("postgresql", "postgres:")):
         engine["connect_args"] = {"connect_timeout": 15}
@@ -136,15 +137,10 @@ def open_storage(
             f"unsupported search storage {redact(url)}: use sqlite:///FILE, "
             "postgresql://USER:PASSWORD@HOST:PORT/DB or mysql://..."
         )
-    beat = (
-        {
-            "heartbeat_interval": heartbeat,
-            "grace_period": grace,
-            "heartbeat_stale_trial_callback": retry_stale,
-        }
-        if heartbeat
-        else {}
-    )
+    beat: dict[str, Any] = {}
+    if heartbeat:
+        beat = {"heartbeat_interval": heartbeat, "grace_period": grace}
+        beat["heartbeat_stale_trial_callback"] = retry_stale
     for attempt in range(4):  # machines started together may race to create the tables
         try:
             st = optuna.storages.RDBStorage(  # reading an existing study creates no table
@@ -238,9 +234,8 @@ def best_trial(study: Any) -> Any:
         if t.value is not None and STAGE in t.user_attrs and not t.user_attrs.get("diverged")
     ]
     space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
-    differs = bool(space.get("fine_set")) or space.get("fine_repeats", 1) != space.get("repeats", 1)
     fine = [t for t in done if t.user_attrs[STAGE] == "fine"]
-    done = fine if fine and differs else done
+    done = fine if fine and fine_differs(space) else done
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
