@@ -1,4 +1,5 @@
-"""The host a number was measured on, and the BLAS thread count a training runs with.
+"""The host a number was measured on, the BLAS thread count a training runs with, and
+processes that share its cores.
 
 A GEMM's rounding depends on how BLAS splits it among threads and on the kernel it picks
 for the CPU, so the thread count is a recorded setting (``threads`` in a recipe), the same
@@ -11,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections.abc import Iterator
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,41 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def run_processes(target: Callable[..., object], calls: list[tuple[Any, ...]]) -> list[int | None]:
+    """Run ``target(*args)`` for each ``args`` of ``calls`` in a process of its own; wait for all
+    and return their exit statuses. A child takes SIGTERM as Ctrl-C and leaves at once if this
+    process dies; if this one is interrupted, the children still running are terminated."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of BLAS threads or open connections
+    procs = [
+        ctx.Process(target=_child, args=(target, args, os.getpid()), daemon=True) for args in calls
+    ]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+    return [p.exitcode for p in procs]
+
+
+def _child(target: Callable[..., object], args: tuple[Any, ...], parent: int) -> None:
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: KeyboardInterrupt
+    target(*args)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # the parent died: leave at once
+        time.sleep(0.2)
+    os._exit(3)
 
 
 def cpu_model() -> str:

@@ -1,29 +1,19 @@
 """Running a search: slots enqueued once, workers on ``study.optimize``, shared data.
 
-Every slot ``(stage, k)`` is enqueued (``study.enqueue_trial``) with its deterministic
-parameters; each worker process runs ``study.optimize`` until the queue is empty; Optuna's
-heartbeat fails the trial of a dead worker and re-enqueues it (:func:`.storage.retry_stale`).
-What Optuna cannot do stays here:
-
-* the fine stage is enqueued when every coarse slot is COMPLETE, by whichever worker sees it
-  first. Racing workers (also on other machines) may enqueue a slot twice, so a trial whose
-  slot has an earlier WAITING, RUNNING or COMPLETE trial is pruned untrained;
-* with SQLite (one machine) the command holds a file lock for its whole life, so RUNNING
-  trials found when it starts belong to a killed command and are retried at once;
-* the splits are prepared once under ``OUT/splits`` and memory-mapped by every worker.
-
-A trial trains with the recipe's ``threads`` BLAS threads whatever the worker count, so any
-``--workers`` gives the same table and ``mlplab train`` of a trial's configuration its score.
+Each slot's deterministic values are enqueued once (``study.enqueue_trial``) and every worker
+process runs ``study.optimize``; Optuna's heartbeat fails a dead worker's trial and re-enqueues
+it (:func:`.storage.retry_stale`). Ours: the fine stage is enqueued once the coarse one is
+COMPLETE, by whichever worker sees it first, and a trial of a slot that already has an earlier
+live trial is pruned untrained; a SQLite command retries its killed predecessor's trials at
+once; the splits are prepared once and memory-mapped by every worker (docs/search.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +25,7 @@ from optuna.trial import TrialState
 
 from mlplab.config import Config, apply_overrides, load_recipe
 from mlplab.errors import MlplabError
+from mlplab.machine import run_processes
 from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params
 from mlplab.search.storage import SLOT, STAGE, open_storage, retry_stale, storage_errors
 from mlplab.train.repeats import train_seeds
@@ -88,15 +79,13 @@ def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
 
 
 def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials: list[Any]) -> None:
-    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial; the
-    fine stage's space follows from the COMPLETE coarse trials, the first of each slot."""
+    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial (the
+    fine stage's space follows from the COMPLETE coarse trials, one per slot)."""
     params = spec.params
     if stage == "fine":
-        first: dict[int, Any] = {}
-        for t in sorted(_slot(trials, "coarse"), key=lambda t: t.number):
-            if t.state == TrialState.COMPLETE and t.user_attrs[SLOT] < spec.trials:
-                first.setdefault(t.user_attrs[SLOT], t)
-        params = fine_params(spec, [(first[k].params, first[k].value) for k in sorted(first)])
+        complete = [t for t in _slot(trials, "coarse") if t.state == TrialState.COMPLETE]
+        done = {t.user_attrs[SLOT]: t for t in complete if t.user_attrs[SLOT] < spec.trials}
+        params = fine_params(spec, [(done[k].params, done[k].value) for k in sorted(done)])
     for slot in range(spec.stage_trials(stage)):
         mine = _slot(trials, stage, slot)
         if any(t.state in LIVE for t in mine):
@@ -130,10 +119,8 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
             raise optuna.TrialPruned(f"slot runs in trial {twins[0]}")
         space = [Param.from_dict(d) for d in attrs["space"]]
         for p in space:  # the enqueued values, recorded as the trial's parameters
-            if p.integer:
-                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
-            else:
-                trial.suggest_float(p.name, p.low, p.high, log=p.log)
+            suggest = trial.suggest_int if p.integer else trial.suggest_float
+            suggest(p.name, p.low, p.high, log=p.log)  # an int distribution rounds its bounds
         over = {**(spec.fine_set if stage == "fine" else {}), **attrs["overrides"]}
         result, value = train_seeds(apply_overrides(cfg, over), root, spec.stage_repeats(stage))
         try:
@@ -205,15 +192,7 @@ def retry_orphans(study: Any, storage: Any) -> list[int]:
     return gone
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:  # the command died: leave at once (the trial is retried)
-        time.sleep(0.2)
-    os._exit(3)
-
-
-def _worker_main(plan: Plan, label: str, parent: int) -> None:
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: KeyboardInterrupt
+def _worker_main(plan: Plan, label: str) -> None:
     try:
         work(plan, label)
     except MlplabError as e:
@@ -227,24 +206,9 @@ def run_workers(plan: Plan, workers: int) -> None:
     """Run ``work`` here (one worker) or in ``workers`` processes; an error if any failed."""
     if workers == 1:
         return work(plan)
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # no fork of BLAS threads or DB connections
-    procs = [
-        ctx.Process(target=_worker_main, args=(plan, f"w{i + 1}", os.getpid()), daemon=True)
-        for i in range(workers)
-    ]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(10)
-    if bad := [f"w{i + 1} (exit status {p.exitcode})" for i, p in enumerate(procs) if p.exitcode]:
+    labels = [f"w{i + 1}" for i in range(workers)]
+    codes = run_processes(_worker_main, [(plan, label) for label in labels])
+    if bad := [f"{w} (exit status {c})" for w, c in zip(labels, codes, strict=True) if c]:
         raise MlplabError(
             f"search worker(s) {', '.join(bad)} failed (see above); run again to continue"
         )

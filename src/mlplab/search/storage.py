@@ -9,7 +9,6 @@ re-enqueues it with the same parameters.
 from __future__ import annotations
 
 import contextlib
-import copy
 import re
 import time
 import warnings
@@ -97,10 +96,11 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def retry_stale(study: Any, trial: Any) -> None:
-    """Optuna's retry callback, also recording the failed trials' numbers as ``retry_of``."""
-    t = copy.deepcopy(trial)
-    t.user_attrs = {**t.user_attrs, "retry_of": [*t.user_attrs.get("retry_of", []), t.number]}
-    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, t)
+    """Optuna's retry callback, also recording the failed trials' numbers as ``retry_of``
+    (``trial`` may be changed: Optuna passes a copy, and RDB storages build each anew)."""
+    before = trial.user_attrs.get("retry_of", [])
+    trial.user_attrs = {**trial.user_attrs, "retry_of": [*before, trial.number]}
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
 
 
 def _serialise_sqlite(storage: Any) -> Any:
@@ -146,7 +146,7 @@ def open_storage(
             st = optuna.storages.RDBStorage(  # reading an existing study creates no table
                 engine_url(url), engine_kwargs=engine, skip_table_creation=must_exist, **beat
             )
-            return _serialise_sqlite(st) if path is not None else st
+            return st if path is None else _serialise_sqlite(st)
         except ImportError as e:
             hint = "pymysql" if url.startswith("mysql") else "'psycopg[binary]'"
             raise MlplabError(
@@ -196,29 +196,24 @@ def open_study(
     of other settings), ``always`` (delete any stored study). Returns the study and why a
     stored one was deleted (``""`` if none was).
     """
-    deleted = ""
-    if restart != "never" and name in optuna.get_all_study_names(storage):
-        old = optuna.load_study(study_name=name, storage=storage).user_attrs.get(ATTR_SETTINGS)
-        diffs = settings_diff(old, settings)
-        if restart == "always" or diffs:
-            optuna.delete_study(study_name=name, storage=storage)
-            deleted = "; ".join(diffs[:4]) if diffs else "asked for"
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.RandomSampler(0),
-    )
+    kw = {"study_name": name, "storage": storage, "direction": "maximize"}
+    kw["sampler"] = optuna.samplers.RandomSampler(0)  # never asked: every trial is enqueued
+    study = optuna.create_study(**kw, load_if_exists=True)
     stored = study.user_attrs.get(ATTR_SETTINGS)
-    if stored is None:
-        study.set_user_attr(ATTR_SETTINGS, settings)
-    elif diffs := settings_diff(stored, settings):
+    diffs = [] if stored is None else settings_diff(stored, settings)
+    deleted = ""
+    if stored is not None and (restart == "always" or (restart == "changed" and diffs)):
+        deleted = "; ".join(diffs[:4]) or "asked for"
+        optuna.delete_study(study_name=name, storage=storage)
+        study, stored = optuna.create_study(**kw), None
+    elif diffs:
         raise MlplabError(
             f"study {name!r} in {redact(url)} was started with other settings "
             f"({'; '.join(diffs[:4])}); use the same recipe and options, another "
             "--study, or --restart changed to replace it"
         )
+    if stored is None:
+        study.set_user_attr(ATTR_SETTINGS, settings)
     return study, deleted
 
 
