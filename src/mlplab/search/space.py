@@ -1,9 +1,5 @@
-"""Search spaces: the searched recipe fields and their intervals, and the fine-stage rule.
-
-A spec says which numeric recipe fields are searched (each on a log or linear axis between
-two bounds), how many trials each stage runs, how many trainings make a trial, and how the
-fine stage's interval follows from the coarse scores. It is read from ``<recipe>.space``
-(TOML) beside the recipe; command-line options override it.
+"""Search spaces (``<recipe>.space`` beside a recipe, command-line options over it): the
+searched recipe fields and their intervals, the trials and trainings per stage, the fine rule.
 
 Slot ``k`` of a stage always gets the values drawn from ``default_rng([seed, stage, k])``:
 every worker on every machine computes the same ones, and a retried slot gets them back.
@@ -77,11 +73,8 @@ class Param:
         scale, low, high = rest.split(":")
         return Param.make(name.strip(), scale.strip(), low, high)
 
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> Param:
-        return Param.make(d["name"], d["scale"], d["low"], d["high"])
-
     def to_dict(self) -> dict[str, Any]:
+        """The arguments of :meth:`make` that give this parameter back."""
         scale = "log" if self.log else "linear"
         return {"name": self.name, "scale": scale, "low": self.low, "high": self.high}
 
@@ -118,13 +111,10 @@ class Param:
 def smoothed(
     param: Param, results: list[tuple[Value, float]], h: float, points: int = 401
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Gaussian-kernel (Nadaraya-Watson) smoothing of scores ``s_i`` along the axis.
-
-    ``m(t) = sum_i w_i s_i / sum_i w_i``, ``w_i = exp(-(t - t_i)^2 / (2 h^2))``, ``t`` in
-    log10 units for log parameters. Returns a grid over the trials' values (parameter values;
-    beyond the outermost trial the curve only repeats it), ``m`` on it and the noise level:
-    the standard deviation of the residuals ``s_i - m(t_i)``.
-    """
+    """Gaussian-kernel (Nadaraya-Watson) smoothing of scores ``s_i`` along the axis:
+    ``m(t) = sum_i w_i s_i / sum_i w_i``, ``w_i = exp(-(t - t_i)^2 / (2 h^2))`` (``t`` in log10
+    units for log parameters). Returns a grid of parameter values between the outermost
+    trials, ``m`` on it, and the noise: the standard deviation of the residuals."""
     t = np.array([param.to_scale(v) for v, _ in results])
     s = np.array([score for _, score in results])
 
@@ -141,12 +131,11 @@ def smoothed(
 class FineRule:
     """How the fine interval of each parameter follows from the coarse scores.
 
-    ``smooth`` (default): the connected region around the peak of the smoothed coarse scores
-    (:func:`smoothed`, bandwidth ``h`` in axis units, decades for log parameters) where the
-    smoothed score is within the noise level of the peak: no single lucky trial moves it far.
-    ``top-k``: the span of the ``k`` best coarse trials on the axis, widened by ``pad`` times
-    its width each side; a one-point span falls back to ``smooth``. The interval is clipped to
-    the coarse one; integer bounds are rounded inwards.
+    ``smooth`` (default): the region around the peak of the smoothed coarse scores
+    (:func:`smoothed`, bandwidth ``h`` in axis units) that lies within the noise of the peak,
+    so that no single lucky trial moves it far. ``top-k``: the span of the ``k`` best coarse
+    trials, widened by ``pad`` times its width each side (one point: ``smooth`` instead).
+    Clipped to the coarse interval; integer bounds are rounded inwards.
     """
 
     kind: str = "smooth"
@@ -212,12 +201,9 @@ def _clip(param: Param, a: float, b: float) -> tuple[Value, Value]:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """A two-stage search besides its training recipe.
-
-    A trial of a stage trains ``repeats`` (``fine_repeats``) times with seeds ``s, s+1, ...``
-    of the recipe's seed ``s``; its score is their mean validation accuracy. Fine trials also
-    apply the ``fine_set`` overrides.
-    """
+    """A two-stage search besides its training recipe: a trial trains ``repeats``
+    (``fine_repeats``) times with the recipe's seed ``s``, ``s+1``, ... and scores their mean
+    validation accuracy; fine trials also apply the ``fine_set`` overrides."""
 
     params: tuple[Param, ...]
     trials: int = 20
@@ -263,8 +249,7 @@ class SearchSpec:
 
 
 def fine_differs(space: dict[str, Any]) -> bool:
-    """Whether the fine trials of space ``space`` (:meth:`SearchSpec.to_dict`, as a study
-    stores it) train differently from the coarse ones: other settings or repeats."""
+    """Whether fine trials train differently (``space``: :meth:`SearchSpec.to_dict`)."""
     return bool(space.get("fine_set")) or space.get("fine_repeats", 1) != space.get("repeats", 1)
 
 
@@ -306,12 +291,10 @@ def build_spec(
     fine_set: dict[str, str] | None = None,
     **options: int | None,
 ) -> SearchSpec:
-    """A :class:`SearchSpec` from space-file ``data`` and command-line overrides.
-
-    ``params`` (``NAME=SCALE:LOW:HIGH``) replace the file's parameters; ``options``:
-    ``trials``, ``fine_trials``, ``repeats``, ``fine_repeats``, ``seed`` (``trials`` and
-    ``repeats`` set both stages unless the fine ones are given).
-    """
+    """A :class:`SearchSpec` from space-file ``data`` and command-line overrides: ``params``
+    (``NAME=SCALE:LOW:HIGH``) replace the file's; ``options``: ``trials``, ``fine_trials``,
+    ``repeats``, ``fine_repeats``, ``seed`` (``trials``, ``repeats``: of both stages unless
+    the fine ones are given)."""
     table, fine = data.get("params", {}), data.get("fine", {})
     if not isinstance(table, dict) or not isinstance(fine, dict):
         raise ConfigError("search space: [params] and [fine] must be tables")

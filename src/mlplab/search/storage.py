@@ -1,9 +1,8 @@
 """Where a study lives: Optuna storages, study names and settings, the best trial.
 
 An Optuna ``RDBStorage``: SQLite under ``--out`` for one machine, PostgreSQL or MySQL for
-several. With heartbeats on, a trial whose worker died is failed once its heartbeat is older
-than the grace period and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback`
-re-enqueues it with the same parameters.
+several. Its heartbeat fails the trial of a dead worker, and :func:`retry_stale` re-enqueues
+it with the same parameters.
 """
 
 from __future__ import annotations
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL, make_url
 
 from mlplab.errors import MlplabError
 from mlplab.search.space import fine_differs
@@ -51,15 +52,11 @@ def default_storage(out: str | Path) -> str:
 
 def sqlite_url(path: str | Path) -> str:
     """``sqlite:///PATH`` with ``?``, ``%``, ``#`` escaped: the URL names exactly ``path``."""
-    from sqlalchemy.engine import URL
-
     return URL.create("sqlite", database=Path(path).as_posix()).render_as_string(False)
 
 
 def redact(url: str) -> str:
     """``url`` with its password hidden."""
-    from sqlalchemy.engine import make_url
-
     with contextlib.suppress(Exception):
         return make_url(url).render_as_string(hide_password=True)
     return url
@@ -83,8 +80,6 @@ def engine_url(url: str) -> str:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///FILE`` URL (in a directory that exists), else ``None``."""
-    from sqlalchemy.engine import make_url
-
     if not url.startswith("sqlite:"):
         return None
     db = make_url(url).database
@@ -104,13 +99,9 @@ def retry_stale(study: Any, trial: Any) -> None:
 
 
 def _serialise_sqlite(storage: Any) -> Any:
-    """Begin every SQLite transaction with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe).
-
-    Optuna pops a WAITING trial by reading it and setting it RUNNING in one transaction,
-    relying on ``SELECT ... FOR UPDATE``, which SQLite ignores: two worker processes could
-    both pop the same trial. An immediate transaction takes the write lock before it reads.
-    """
-    import sqlalchemy
+    """Begin every SQLite transaction with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe):
+    Optuna pops a WAITING trial by reading it and setting it RUNNING, relying on ``SELECT ...
+    FOR UPDATE``, which SQLite ignores, so two processes could pop the same trial."""
 
     def connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own
@@ -165,8 +156,6 @@ def open_storage(
 @contextlib.contextmanager
 def storage_errors(url: str) -> Iterator[None]:
     """A database error in the middle of a search becomes one clear :class:`MlplabError`."""
-    import sqlalchemy.exc
-
     try:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
@@ -190,11 +179,10 @@ def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
 def open_study(
     name: str, storage: Any, url: str, settings: dict[str, Any], restart: str
 ) -> tuple[Any, str]:
-    """Create study ``name`` or load it; refuse (or with ``restart``, delete) other settings.
+    """Create study ``name`` or load it, and why a stored one was deleted (``""``: none was).
 
-    ``restart``: ``never`` (continue; other settings are an error), ``changed`` (delete a study
-    of other settings), ``always`` (delete any stored study). Returns the study and why a
-    stored one was deleted (``""`` if none was).
+    ``restart``: ``never`` (other settings are an error), ``changed`` (delete a study of
+    other settings), ``always`` (delete any stored study).
     """
     kw = {"study_name": name, "storage": storage, "direction": "maximize"}
     kw["sampler"] = optuna.samplers.RandomSampler(0)  # never asked: every trial is enqueued
@@ -218,15 +206,12 @@ def open_study(
 
 
 def best_trial(study: Any) -> Any:
-    """The COMPLETE, non-diverged trial of highest score (earliest on ties), or ``None``.
-
-    When fine trials train differently from coarse ones (other settings or repeats, so
-    their scores are not comparable) and some exist, only they are candidates.
-    """
+    """The COMPLETE, non-diverged trial of highest score (earliest on ties), or ``None``;
+    only fine ones when they train differently (their scores are not comparable)."""
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and STAGE in t.user_attrs and not t.user_attrs.get("diverged")
+        if STAGE in t.user_attrs and not t.user_attrs.get("diverged")
     ]
     space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
     fine = [t for t in done if t.user_attrs[STAGE] == "fine"]
@@ -235,21 +220,16 @@ def best_trial(study: Any) -> Any:
 
 
 def best_overrides(study: str, storage: str | None = None) -> dict[str, str]:
-    """The best trial's searched fields as ``--set`` text, e.g. ``{"lam": "0.00123"}``.
-
-    ``storage`` defaults to ``sqlite:///runs/<study>/study.db`` (the default ``--out``).
-    """
+    """The best trial's searched fields as ``--set`` text, e.g. ``{"lam": "0.00123"}``
+    (``storage``: by default the study of the default ``--out``, ``runs/<study>/study.db``)."""
     url = storage or default_storage(Path("runs") / check_study_name(study))
     st = open_storage(url, must_exist=True)
     try:
         with storage_errors(url):
-            try:
-                t = best_trial(optuna.load_study(study_name=study, storage=st))
-            except KeyError:
-                have = ", ".join(optuna.get_all_study_names(st)) or "none"
-                raise MlplabError(
-                    f"no study {study!r} in {redact(url)} (studies there: {have})"
-                ) from None
+            if study not in (names := optuna.get_all_study_names(st)):
+                have = ", ".join(names) or "none"
+                raise MlplabError(f"no study {study!r} in {redact(url)} (studies there: {have})")
+            t = best_trial(optuna.load_study(study_name=study, storage=st))
     finally:
         st.engine.dispose()
     if t is None:
