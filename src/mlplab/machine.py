@@ -13,12 +13,15 @@ import contextlib
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from mlplab.errors import MlplabError
 
 
 @contextlib.contextmanager
@@ -38,33 +41,44 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_processes(target: Callable[..., object], calls: list[tuple[Any, ...]]) -> list[int | None]:
-    """Run ``target(*args)`` for each ``args`` of ``calls`` in a process of its own; wait for all
-    and return their exit statuses. A child takes SIGTERM as Ctrl-C and leaves at once if this
-    process dies; if this one is interrupted, the children still running are terminated."""
+def run_processes(
+    target: Callable[..., object], calls: dict[str, tuple[Any, ...]]
+) -> dict[str, int | None]:
+    """Run ``target(*args)`` for each ``label: args`` of ``calls`` in a process of its own; wait
+    for all and return their exit statuses. As the CLI does, a child turns an
+    :class:`MlplabError` into one ``error: [label] ...`` line (exit status 2) and Ctrl-C or
+    SIGTERM into exit status 130; it leaves at once if this process dies. If this one is
+    interrupted, the children still running are terminated."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no fork of BLAS threads or open connections
-    procs = [
-        ctx.Process(target=_child, args=(target, args, os.getpid()), daemon=True) for args in calls
-    ]
+    procs = {
+        label: ctx.Process(target=_child, args=(target, args, label, os.getpid()), daemon=True)
+        for label, args in calls.items()
+    }
     try:
-        for p in procs:
+        for p in procs.values():
             p.start()
-        for p in procs:
+        for p in procs.values():
             p.join()
     finally:
-        for p in procs:
+        for p in procs.values():
             if p.is_alive():
                 p.terminate()
                 p.join(10)
-    return [p.exitcode for p in procs]
+    return {label: p.exitcode for label, p in procs.items()}
 
 
-def _child(target: Callable[..., object], args: tuple[Any, ...], parent: int) -> None:
+def _child(target: Callable[..., object], args: tuple[Any, ...], label: str, parent: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: KeyboardInterrupt
-    target(*args)
+    try:
+        target(*args)
+    except MlplabError as e:
+        print(f"error: [{label}] {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def _watch_parent(parent: int) -> None:

@@ -1,11 +1,8 @@
 """Hyper-parameter search (``mlplab search``): a two-stage random search on Optuna.
 
-:func:`run_search` is the library function that the CLI and ``mlplab reproduce`` call, and
-:func:`best_overrides` reads a study's best setting. Modules: :mod:`.space` (spaces, slot
-draws, fine-interval rules), :mod:`.storage` (Optuna storages, study names and settings, the
-best trial), :mod:`.runner` (:func:`run_search` and its workers on ``study.optimize``). The
-report is :mod:`mlplab.report.search`, the command :mod:`mlplab.cli_search`. Both functions
-are imported on first use, with Optuna, so that ``mlplab --help`` stays fast.
+:func:`run_search` (:mod:`.runner`) runs one for the CLI and ``mlplab reproduce``;
+:func:`best_overrides` (:mod:`.storage`) reads a study's best setting. Both are imported on
+first use, with Optuna, so that ``mlplab --help`` stays fast.
 """
 
 from __future__ import annotations

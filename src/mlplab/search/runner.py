@@ -1,11 +1,9 @@
 """Running a search: :func:`run_search` (the command's side) and the workers it starts.
 
-Each slot's deterministic values are enqueued once (``study.enqueue_trial``) and every worker
-process runs ``study.optimize``; Optuna's heartbeat fails a dead worker's trial and re-enqueues
-it (:func:`.storage.retry_stale`). Ours: the fine stage is enqueued once the coarse one is
-COMPLETE, by whichever worker sees it first, and a trial of a slot that already has an earlier
-live trial is pruned untrained; a SQLite command retries its killed predecessor's trials at
-once; the splits are prepared once and memory-mapped by every worker (docs/search.md).
+Each slot's values are enqueued once and every worker runs ``study.optimize``; Optuna's
+heartbeat fails a dead worker's trial, :func:`.storage.retry_stale` re-enqueues it. Ours: the
+fine stage is enqueued when the coarse one is COMPLETE, a slot's later duplicate is pruned
+untrained, and the splits are prepared once for every worker (see docs/search.md).
 """
 
 from __future__ import annotations
@@ -13,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,12 +36,12 @@ from mlplab.search.storage import (
     check_study_name,
     default_storage,
     default_study_name,
+    follow_up,
     open_storage,
     open_study,
     redact,
     retry_stale,
     sqlite_path,
-    sqlite_url,
     storage_errors,
 )
 from mlplab.train.repeats import train_seeds
@@ -74,20 +70,15 @@ def stage_configs(cfg: Config, spec: SearchSpec) -> list[Config]:
     out = []
     for stage in (s for s in STAGES if spec.stage_trials(s)):
         base = apply_overrides(cfg, spec.fine_set if stage == "fine" else {})
-        out += [
-            apply_overrides(base, {"seed": str(base.seed + r)})
-            for r in range(spec.stage_repeats(stage))
-        ]
+        seeds = range(base.seed, base.seed + spec.stage_repeats(stage))
+        out += [apply_overrides(base, {"seed": str(seed)}) for seed in seeds]
     return out
 
 
 def _slot(trials: list[Any], stage: str, slot: int | None = None) -> list[Any]:
     """The trials of ``stage`` (of its slot ``slot`` only, if given)."""
-    return [
-        t
-        for t in trials
-        if t.user_attrs.get(STAGE) == stage and (slot is None or t.user_attrs.get(SLOT) == slot)
-    ]
+    mine = [t for t in trials if t.user_attrs.get(STAGE) == stage]
+    return mine if slot is None else [t for t in mine if t.user_attrs[SLOT] == slot]
 
 
 def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
@@ -112,12 +103,8 @@ def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials:
         if any(t.state in LIVE for t in mine):
             continue
         values = draw(params, spec.seed, stage, slot)
-        attrs: dict[str, Any] = {
-            STAGE: stage,
-            SLOT: slot,
-            "space": [p.to_dict() for p in params],
-            "overrides": {p.name: p.override(values[p.name], cfg) for p in params},
-        }
+        attrs: dict[str, Any] = {STAGE: stage, SLOT: slot, "space": [p.to_dict() for p in params]}
+        attrs["overrides"] = {p.name: p.override(values[p.name], cfg) for p in params}
         if failed := sorted(t.number for t in mine if t.state == TrialState.FAIL):
             attrs["retry_of"] = failed
         study.enqueue_trial(values, user_attrs=attrs)
@@ -141,7 +128,7 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
         space = [Param.make(**d) for d in attrs["space"]]
         for p in space:  # the enqueued values, recorded as the trial's parameters
             suggest = trial.suggest_int if p.integer else trial.suggest_float
-            suggest(p.name, p.low, p.high, log=p.log)  # an int distribution rounds its bounds
+            suggest(p.name, p.low, p.high, log=p.log)  # int: whole-number bounds, cast
         over = {**(spec.fine_set if stage == "fine" else {}), **attrs["overrides"]}
         result, value = train_seeds(apply_overrides(cfg, over), root, spec.stage_repeats(stage))
         try:
@@ -213,23 +200,12 @@ def retry_orphans(study: Any, storage: Any) -> list[int]:
     return gone
 
 
-def _worker_main(plan: Plan, label: str) -> None:
-    try:
-        work(plan, label)
-    except MlplabError as e:
-        print(f"error: [{label}] {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 def run_workers(plan: Plan, workers: int) -> None:
     """Run ``work`` here (one worker) or in ``workers`` processes; an error if any failed."""
     if workers == 1:
         return work(plan)
-    labels = [f"w{i + 1}" for i in range(workers)]
-    codes = run_processes(_worker_main, [(plan, label) for label in labels])
-    if bad := [f"{w} (exit status {c})" for w, c in zip(labels, codes, strict=True) if c]:
+    codes = run_processes(work, {f"w{i + 1}": (plan, f"w{i + 1}") for i in range(workers)})
+    if bad := [f"{w} (exit status {c})" for w, c in codes.items() if c]:
         raise MlplabError(
             f"search worker(s) {', '.join(bad)} failed (see above); run again to continue"
         )
@@ -267,22 +243,6 @@ def _check(cfg: Any, spec: SearchSpec) -> None:
                 apply_overrides(cfg, {**stage_set, p.name: p.override(v, cfg)})
 
 
-def _lock(path: Path, what: str) -> Any:
-    """Own ``what`` (``--out`` or a SQLite study) for the command's life: refused if busy."""
-    return file_lock(
-        path, lambda: f"{what} is in use by another mlplab search; wait for it or use another --out"
-    )
-
-
-def follow_up(final: str, study: str, url: str, default_url: str) -> str:
-    """The ``mlplab train --from-study`` command, shell-quoted (``--storage`` unless default)."""
-    cmd = ["mlplab", "train", "--recipe", final or "RECIPE", "--from-study", study]
-    if url != default_url:
-        path = sqlite_path(url)
-        cmd += ["--storage", sqlite_url(path.resolve()) if path else redact(url)]
-    return shlex.join(cmd)
-
-
 def run_search(
     recipe: str,
     *,
@@ -300,13 +260,10 @@ def run_search(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Run (or continue) the two-stage search of ``recipe``; write ``search.{md,csv,png,json}``.
-
-    ``spec`` defaults to the recipe's space file. Trials are kept in an Optuna study
-    (``sqlite:///OUT/study.db`` unless ``storage``); run again after an interruption, even
-    kill -9, and only unfinished slots run, with their same parameters. ``workers`` processes
-    (at most the cores and the larger stage's trials) train at once.
-    """
+    """Run (or continue) the two-stage search of ``recipe`` (``spec``: its space file's by
+    default) into an Optuna study (``sqlite:///OUT/study.db`` unless ``storage``) with
+    ``workers`` processes; write ``search.{md,csv,png,json}``. Run again after an interruption,
+    even kill -9, and only unfinished slots run, with their same parameters."""
     if grace <= heartbeat:
         raise MlplabError(f"grace period ({grace} s) must exceed the heartbeat ({heartbeat} s)")
     if restart not in ("never", "changed", "always"):
@@ -323,10 +280,11 @@ def run_search(
         echo(f"using {cap} worker(s), not {workers}: no more than the cores and the trials")
     plan = Plan(recipe, sets, spec, name, url, str(outp / "splits"), heartbeat, grace, quiet)
     db = sqlite_path(url)
-    with contextlib.ExitStack() as held:
-        held.enter_context(_lock(outp / ".search.lock", str(outp)))
+    busy = "{} is in use by another mlplab search; wait for it or use another --out"
+    with contextlib.ExitStack() as held:  # held for the command's life
+        held.enter_context(file_lock(outp / ".search.lock", busy.format(outp)))
         if db is not None:  # one command owns a SQLite study
-            held.enter_context(_lock(Path(f"{db.resolve()}.lock"), str(db)))
+            held.enter_context(file_lock(Path(f"{db.resolve()}.lock"), busy.format(db)))
         try:
             if raw is None:  # before the study: bad data must not cost a --restart its study
                 raw = load_cifar10(data_dir, progress=not quiet)
@@ -361,5 +319,5 @@ def run_search(
             ) from None
     best = summary["best"]
     over = best["overrides"] if best else None
-    cmd = follow_up(spec.final, name, url, default_storage(Path("runs") / name)) if best else None
+    cmd = follow_up(spec.final, name, url) if best else None
     return SearchResult(name, outp, url, summary, over, cmd)

@@ -28,10 +28,8 @@ FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 @dataclass(frozen=True)
 class Param:
-    """A searched recipe field on a log or linear axis, ``low <= value <= high``.
-
-    Integer fields are drawn as integers; ``hidden`` is one width for every hidden layer.
-    """
+    """A searched recipe field on a log or linear axis, ``low <= value <= high`` (integer
+    fields are drawn as integers; ``hidden`` is one width for every hidden layer)."""
 
     name: str
     low: float
@@ -67,9 +65,7 @@ class Param:
         """``NAME=SCALE:LOW:HIGH``, e.g. ``lam=log:1e-5:1e-1`` or ``hidden=linear:20:100``."""
         name, sep, rest = text.partition("=")
         if not sep or rest.count(":") != 2 or not name.strip():
-            raise ConfigError(
-                f"--param expects NAME=SCALE:LOW:HIGH, e.g. lam=log:1e-5:1e-1: {text!r}"
-            )
+            raise ConfigError(f"--param expects NAME=SCALE:LOW:HIGH (lam=log:1e-5:1e-1): {text!r}")
         scale, low, high = rest.split(":")
         return Param.make(name.strip(), scale.strip(), low, high)
 
@@ -129,14 +125,11 @@ def smoothed(
 
 @dataclass(frozen=True)
 class FineRule:
-    """How the fine interval of each parameter follows from the coarse scores.
-
-    ``smooth`` (default): the region around the peak of the smoothed coarse scores
-    (:func:`smoothed`, bandwidth ``h`` in axis units) that lies within the noise of the peak,
-    so that no single lucky trial moves it far. ``top-k``: the span of the ``k`` best coarse
-    trials, widened by ``pad`` times its width each side (one point: ``smooth`` instead).
-    Clipped to the coarse interval; integer bounds are rounded inwards.
-    """
+    """How the fine interval of each parameter follows from the coarse scores: ``smooth``, the
+    region around the peak of the smoothed scores (:func:`smoothed`, bandwidth ``h``) within
+    the noise of the peak, so that no single lucky trial moves it far; ``top-k``, the span of
+    the ``k`` best trials widened by ``pad`` times its width each side (one point: ``smooth``).
+    Clipped to the coarse interval; integer bounds are rounded inwards."""
 
     kind: str = "smooth"
     h: float = 0.4
@@ -274,8 +267,6 @@ def fine_params(
 def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> SearchSpec:
     """The spec of ``recipe``: the space file ``space_file``, else ``<recipe>.space`` beside the
     recipe, else :data:`DEFAULT_SPACE`; ``options`` as for :func:`build_spec`."""
-    if space_file is not None and not space_file.is_file():
-        raise ConfigError(f"search space file not found: {space_file}")
     path = space_file or beside_recipe(recipe, ".space")
     data = read_toml(path, "search space file") if path else dict(DEFAULT_SPACE)
     if unknown := set(data) - SPACE_KEYS:

@@ -1,14 +1,11 @@
-"""Where a study lives: Optuna storages, study names and settings, the best trial.
-
-An Optuna ``RDBStorage``: SQLite under ``--out`` for one machine, PostgreSQL or MySQL for
-several. Its heartbeat fails the trial of a dead worker, and :func:`retry_stale` re-enqueues
-it with the same parameters.
-"""
+"""Where a study lives (an Optuna ``RDBStorage``: SQLite under ``--out`` for one machine,
+PostgreSQL or MySQL for several), study names and settings, the best trial."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import time
 import warnings
 from collections.abc import Iterator
@@ -69,13 +66,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def engine_url(url: str) -> str:
-    """``postgresql://`` with the installed driver named (psycopg 3, else psycopg2)."""
-    import importlib.util
-
-    if not url.startswith(("postgresql://", "postgres://")):
-        return url
-    driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
-    return f"postgresql+{driver}://{url.split('://', 1)[1]}"
+    """``postgresql://`` as ``postgresql+psycopg://``: psycopg 3, the driver of the ``postgres``
+    extra, where SQLAlchemy would pick psycopg2 (a URL naming its driver is kept)."""
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -116,6 +109,7 @@ def open_storage(
     url: str, *, heartbeat: int | None = None, grace: int | None = None, must_exist: bool = False
 ) -> Any:
     """An Optuna ``RDBStorage`` for ``url`` (heartbeat and retry when ``heartbeat`` is given)."""
+    reach = f"cannot reach search storage {redact(url)}"
     path, engine = sqlite_path(url), {"pool_pre_ping": True}
     if path is not None:
         if must_exist and not path.is_file():
@@ -141,14 +135,11 @@ def open_storage(
         except ImportError as e:
             hint = "pymysql" if url.startswith("mysql") else "'psycopg[binary]'"
             raise MlplabError(
-                f"cannot reach search storage {redact(url)}: database driver "
-                f"missing ({e}); pip install {hint}"
+                f"{reach}: database driver missing ({e}); pip install {hint}"
             ) from None
         except Exception as e:  # sqlalchemy OperationalError, IntegrityError, ...
             if attempt == 3 or "connect" in str(e).lower():
-                raise MlplabError(
-                    f"cannot reach search storage {redact(url)}: {_reason(e)}"
-                ) from None
+                raise MlplabError(f"{reach}: {_reason(e)}") from None
             time.sleep(0.3 * (attempt + 1))
     raise AssertionError("unreachable")
 
@@ -179,11 +170,8 @@ def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
 def open_study(
     name: str, storage: Any, url: str, settings: dict[str, Any], restart: str
 ) -> tuple[Any, str]:
-    """Create study ``name`` or load it, and why a stored one was deleted (``""``: none was).
-
-    ``restart``: ``never`` (other settings are an error), ``changed`` (delete a study of
-    other settings), ``always`` (delete any stored study).
-    """
+    """Create study ``name`` or load it; with ``restart`` ``changed`` delete one of other
+    settings (else they are an error), with ``always`` any. Also why one was deleted, or ``""``."""
     kw = {"study_name": name, "storage": storage, "direction": "maximize"}
     kw["sampler"] = optuna.samplers.RandomSampler(0)  # never asked: every trial is enqueued
     study = optuna.create_study(**kw, load_if_exists=True)
@@ -235,3 +223,12 @@ def best_overrides(study: str, storage: str | None = None) -> dict[str, str]:
     if t is None:
         raise MlplabError(f"study {study!r} in {redact(url)} has no finished trial yet")
     return {str(k): str(v) for k, v in t.user_attrs["overrides"].items()}
+
+
+def follow_up(final: str, study: str, url: str) -> str:
+    """``mlplab train --from-study``, shell-quoted; ``--storage`` if not the default."""
+    cmd = ["mlplab", "train", "--recipe", final or "RECIPE", "--from-study", study]
+    if url != default_storage(Path("runs") / study):
+        path = sqlite_path(url)
+        cmd += ["--storage", sqlite_url(path.resolve()) if path else redact(url)]
+    return shlex.join(cmd)

@@ -24,16 +24,16 @@ from mlplab.errors import MlplabError
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, busy: Callable[[], str], name: str = "") -> Iterator[None]:
+def file_lock(path: Path, busy: str | Callable[[], str], name: str = "") -> Iterator[None]:
     """Hold an exclusive lock on ``path`` while the block runs; if another process holds it,
-    fail at once with ``MlplabError(busy())``. ``name`` stands for ``path`` in other errors."""
+    fail at once with the message ``busy`` (or ``busy()``). ``name``: ``path`` in other errors."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise MlplabError(busy()) from None
+        raise MlplabError(busy() if callable(busy) else busy) from None
     except OSError as e:
         raise MlplabError(f"cannot lock {name or path}: {e.strerror or e}") from None
     try:
