@@ -5,6 +5,8 @@ A recipe is a TOML file of ``key = value`` pairs, every key a field of
 Shipped recipes live in ``mlplab/recipes`` and are named by their path without
 ``.toml``; any other path to a TOML file works too. ``--set key=value`` overrides
 a field after loading (the value is parsed by the field's type; lists as ``50,50``).
+Files of the same name beside a recipe (its search space, ``<recipe>.space``) are found by
+:func:`beside_recipe` and read, like recipes, by :func:`read_toml`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each slot's values are enqueued once and every worker runs ``study.optimize``; Optuna's
 heartbeat fails a dead worker's trial, :func:`.storage.retry_stale` re-enqueues it. Ours: the
 fine stage is enqueued when the coarse one is COMPLETE, a slot's later duplicate is pruned
-untrained, and the splits are prepared once for every worker (see docs/search.md).
+untrained, the sole command of a SQLite study retries a killed one's trials at once, and the
+splits are prepared once for every worker (see docs/search.md).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
         space = [Param.make(**d) for d in attrs["space"]]
         for p in space:  # the enqueued values, recorded as the trial's parameters
             suggest = trial.suggest_int if p.integer else trial.suggest_float
-            suggest(p.name, p.low, p.high, log=p.log)  # int: whole-number bounds, cast
+            suggest(p.name, p.low, p.high, log=p.log)  # suggest_int casts whole bounds
         over = {**(spec.fine_set if stage == "fine" else {}), **attrs["overrides"]}
         result, value = train_seeds(apply_overrides(cfg, over), root, spec.stage_repeats(stage))
         try:
@@ -231,6 +232,7 @@ def _settings(cfg: Any, spec: SearchSpec) -> dict[str, Any]:
 
 
 def _check(cfg: Any, spec: SearchSpec) -> None:
+    """Refuse a recipe without a validation split, or bounds that make an invalid recipe."""
     name, sizes = parse_split(cfg.split)
     if name == "all" or (sizes is not None and sizes[1] == 0):
         raise ConfigError(

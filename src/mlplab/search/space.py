@@ -166,8 +166,6 @@ class FineRule:
 
     def interval(self, param: Param, results: list[tuple[Value, float]]) -> tuple[Value, Value]:
         """The fine interval of ``param`` from coarse ``(value, score)`` pairs in slot order."""
-        if not results:
-            raise ConfigError("no finished coarse trial to derive the fine interval from")
         ranked = sorted(results, key=lambda r: -r[1])  # stable: ties keep trial order
         ts = [param.to_scale(v) for v, _ in ranked[: self.k]]
         if self.kind == "top-k" and max(ts) > min(ts):

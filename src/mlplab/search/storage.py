@@ -159,11 +159,8 @@ def storage_errors(url: str) -> Iterator[None]:
 def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
     """Human descriptions of the differences between two settings trees."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [
-            d
-            for k in sorted(set(old) | set(new))
-            for d in settings_diff(old.get(k), new.get(k), f"{at}{k}.")
-        ]
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in settings_diff(old.get(k), new.get(k), f"{at}{k}.")]
     return [] if old == new else [f"{at.rstrip('.')}: {old!r} then, {new!r} now"]
 
 
@@ -196,11 +193,8 @@ def open_study(
 def best_trial(study: Any) -> Any:
     """The COMPLETE, non-diverged trial of highest score (earliest on ties), or ``None``;
     only fine ones when they train differently (their scores are not comparable)."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if STAGE in t.user_attrs and not t.user_attrs.get("diverged")
-    ]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    done = [t for t in done if STAGE in t.user_attrs and not t.user_attrs.get("diverged")]
     space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})
     fine = [t for t in done if t.user_attrs[STAGE] == "fine"]
     done = fine if fine and fine_differs(space) else done
