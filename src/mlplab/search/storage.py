@@ -167,8 +167,9 @@ def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
 def open_study(
     name: str, storage: Any, url: str, settings: dict[str, Any], restart: str
 ) -> tuple[Any, str]:
-    """Create study ``name`` or load it; with ``restart`` ``changed`` delete one of other
-    settings (else they are an error), with ``always`` any. Also why one was deleted, or ``""``."""
+    """Create or load study ``name``, and why a stored one was deleted (``""``: none was).
+    Other settings are an error unless ``restart`` is ``changed`` (delete that study) or
+    ``always`` (delete any)."""
     kw = {"study_name": name, "storage": storage, "direction": "maximize"}
     kw["sampler"] = optuna.samplers.RandomSampler(0)  # never asked: every trial is enqueued
     study = optuna.create_study(**kw, load_if_exists=True)
