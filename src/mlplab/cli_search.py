@@ -159,7 +159,8 @@ def search(
     search.md, search.csv, search.png and search.json into --out.
     """
     from mlplab.config import parse_set_options
-    from mlplab.search.launch import load_spec, run_search
+    from mlplab.search import run_search
+    from mlplab.search.space import load_spec
 
     spec = load_spec(
         recipe,

@@ -5,6 +5,8 @@ A recipe is a TOML file of ``key = value`` pairs, every key a field of
 Shipped recipes live in ``mlplab/recipes`` and are named by their path without
 ``.toml``; any other path to a TOML file works too. ``--set key=value`` overrides
 a field after loading (the value is parsed by the field's type; lists as ``50,50``).
+Files of the same name beside a recipe (its search space, ``<recipe>.space``) are found by
+:func:`beside_recipe` and read, like recipes, by :func:`read_toml`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -254,26 +257,45 @@ def recipe_names() -> list[str]:
     return sorted(names)
 
 
+def _is_path(name_or_path: str) -> bool:
+    """A recipe given as a file (a ``.toml`` name or an existing path), not a shipped name."""
+    return Path(name_or_path).suffix == ".toml" or Path(name_or_path).exists()
+
+
+def beside_recipe(name_or_path: str, suffix: str) -> Path | Traversable | None:
+    """The file of the recipe's name with another ``suffix`` (``.space``) beside it, if any."""
+    if _is_path(name_or_path):
+        path: Path | Traversable = Path(name_or_path).with_suffix(suffix)
+    else:
+        path = resources.files("mlplab") / "recipes" / f"{name_or_path}{suffix}"
+    return path if path.is_file() else None
+
+
+def read_toml(path: Path | Traversable, what: str, label: str = "") -> dict[str, Any]:
+    """The table of TOML file ``path`` (a ``what``, named ``label`` in errors: else its path)."""
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {what} {label}: {e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{what} {label} is not valid TOML: {e}") from None
+
+
 def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if _is_path(name_or_path):
+        path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {path}")
-        try:
-            text, label = path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read recipe {path}: {e}") from None
-    else:
-        res = resources.files("mlplab") / "recipes" / f"{name_or_path}.toml"
-        if not res.is_file():
-            raise ConfigError(
-                f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}"
-            )
-        text, label = res.read_text(encoding="utf-8"), name_or_path
-    try:
-        return tomllib.loads(text), label
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"recipe {label} is not valid TOML: {e}") from None
+        return read_toml(path, "recipe"), str(path)
+    res = resources.files("mlplab") / "recipes" / f"{name_or_path}.toml"
+    if not res.is_file():
+        raise ConfigError(
+            f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names())}"
+        )
+    return read_toml(res, "recipe", name_or_path), name_or_path
 
 
 def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> Config:

@@ -1,4 +1,5 @@
-"""The host a number was measured on, and the BLAS thread count a training runs with.
+"""The host a number was measured on, the BLAS thread count a training runs with, and
+processes that share its cores.
 
 A GEMM's rounding depends on how BLAS splits it among threads and on the kernel it picks
 for the CPU, so the thread count is a recorded setting (``threads`` in a recipe), the same
@@ -11,10 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections.abc import Iterator
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from mlplab.errors import MlplabError
 
 
 @contextlib.contextmanager
@@ -32,6 +39,52 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def run_processes(
+    target: Callable[..., object], calls: dict[str, tuple[Any, ...]]
+) -> dict[str, int | None]:
+    """Run ``target(*args)`` for each ``label: args`` of ``calls`` in a process of its own; wait
+    for all and return their exit statuses. As the CLI does, a child turns an
+    :class:`MlplabError` into one ``error: [label] ...`` line (exit status 2) and Ctrl-C or
+    SIGTERM into exit status 130; it leaves at once if this process dies. If this one is
+    interrupted, the children still running are terminated."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of BLAS threads or open connections
+    procs = {
+        label: ctx.Process(target=_child, args=(target, args, label, os.getpid()), daemon=True)
+        for label, args in calls.items()
+    }
+    try:
+        for p in procs.values():
+            p.start()
+        for p in procs.values():
+            p.join()
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+    return {label: p.exitcode for label, p in procs.items()}
+
+
+def _child(target: Callable[..., object], args: tuple[Any, ...], label: str, parent: int) -> None:
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: KeyboardInterrupt
+    try:
+        target(*args)
+    except MlplabError as e:
+        print(f"error: [{label}] {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:  # the parent died: leave at once
+        time.sleep(0.2)
+    os._exit(3)
 
 
 def cpu_model() -> str:

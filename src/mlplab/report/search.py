@@ -11,7 +11,7 @@ from mlplab.fileio import atomic_write_bytes, atomic_write_json
 from mlplab.machine import host_line, machine_facts
 from mlplab.report.document import Document, Section, Table, Text, render_markdown
 from mlplab.search.space import STAGES, Param, SearchSpec, smoothed
-from mlplab.search.storage import ATTR_FINE, SLOT, STAGE, best_trial
+from mlplab.search.storage import SLOT, STAGE, best_trial
 
 
 def collect_rows(trials: list[Any]) -> list[dict[str, Any]]:
@@ -156,8 +156,8 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
 
     trials = study.get_trials(deepcopy=False)
     rows = collect_rows(trials)
-    stored = study.user_attrs.get(ATTR_FINE)
-    fine = tuple(Param.from_dict(d) for d in stored["params"]) if stored else None
+    space = next((t.user_attrs["space"] for t in trials if t.user_attrs.get(STAGE) == "fine"), [])
+    fine = tuple(Param.make(**d) for d in space) or None  # as the fine trials were drawn
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)
     counts = {
         s: {

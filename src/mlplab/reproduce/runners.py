@@ -100,7 +100,7 @@ def run_search(exp: Experiment, ctx: Context) -> dict[str, Any]:
     """The search of the recipe (``mlplab search``): its summary, ``search.json``. An
     interrupted one continues its study; one of other settings is deleted and run again."""
     from mlplab.search import run_search as search
-    from mlplab.search.launch import load_spec
+    from mlplab.search.space import load_spec
 
     spec = load_spec(exp.recipe, **ctx.options(exp))
     sets = ctx.overrides(exp)

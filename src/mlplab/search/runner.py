@@ -1,31 +1,21 @@
-"""Running a search: slots enqueued once, workers on ``study.optimize``, shared data.
+"""Running a search: :func:`run_search` (the command's side) and the workers it starts.
 
-Every slot ``(stage, k)`` is enqueued (``study.enqueue_trial``) with its deterministic
-parameters; each worker process runs ``study.optimize`` until the queue is empty; Optuna's
-heartbeat fails the trial of a dead worker and re-enqueues it (:func:`.storage.retry_stale`).
-What Optuna cannot do stays here:
-
-* the fine stage is enqueued when every coarse slot is COMPLETE, by whichever worker sees it
-  first. Racing workers (also on other machines) may enqueue a slot twice, so a trial whose
-  slot has an earlier WAITING, RUNNING or COMPLETE trial is pruned untrained: each slot
-  trains once;
-* with SQLite (one machine) the launcher holds a file lock for its whole life, so RUNNING
-  trials found when it starts belong to a killed command and are retried at once;
-* the splits are prepared once under ``OUT/splits`` and memory-mapped by every worker.
-
-A trial trains with the recipe's ``threads`` BLAS threads whatever the worker count, so any
-``--workers`` gives the same table and ``mlplab train`` of a trial's configuration its score.
+Each slot's values are enqueued once and every worker runs ``study.optimize``; Optuna's
+heartbeat fails a dead worker's trial, :func:`.storage.retry_stale` re-enqueues it. Ours: the
+fine stage is enqueued when the coarse one is COMPLETE, a slot's later duplicate is pruned
+untrained, the sole command of a SQLite study retries a killed one's trials at once, and the
+splits are prepared once for every worker (see docs/search.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import signal
+import shutil
 import socket
-import sys
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +25,28 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from mlplab.config import Config, apply_overrides, load_recipe
-from mlplab.errors import MlplabError
-from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params
-from mlplab.search.storage import ATTR_FINE, SLOT, STAGE, open_storage, retry_stale, storage_errors
+from mlplab.data import RawDataset, load_cifar10, parse_split, prepared
+from mlplab.errors import ConfigError, MlplabError
+from mlplab.fileio import prepare_out_dir
+from mlplab.machine import run_processes, usable_cores
+from mlplab.report.search import write_report
+from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params, load_spec
+from mlplab.search.storage import (
+    SLOT,
+    STAGE,
+    check_study_name,
+    default_storage,
+    default_study_name,
+    follow_up,
+    open_storage,
+    open_study,
+    redact,
+    retry_stale,
+    sqlite_path,
+    storage_errors,
+)
 from mlplab.train.repeats import train_seeds
+from mlplab.train.rundir import data_fingerprint, file_lock
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 
@@ -63,19 +71,15 @@ def stage_configs(cfg: Config, spec: SearchSpec) -> list[Config]:
     out = []
     for stage in (s for s in STAGES if spec.stage_trials(s)):
         base = apply_overrides(cfg, spec.fine_set if stage == "fine" else {})
-        out += [
-            apply_overrides(base, {"seed": str(base.seed + r)})
-            for r in range(spec.stage_repeats(stage))
-        ]
+        seeds = range(base.seed, base.seed + spec.stage_repeats(stage))
+        out += [apply_overrides(base, {"seed": str(seed)}) for seed in seeds]
     return out
 
 
 def _slot(trials: list[Any], stage: str, slot: int | None = None) -> list[Any]:
-    return [
-        t
-        for t in trials
-        if t.user_attrs.get(STAGE) == stage and (slot is None or t.user_attrs.get(SLOT) == slot)
-    ]
+    """The trials of ``stage`` (of its slot ``slot`` only, if given)."""
+    mine = [t for t in trials if t.user_attrs.get(STAGE) == stage]
+    return mine if slot is None else [t for t in mine if t.user_attrs[SLOT] == slot]
 
 
 def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
@@ -87,40 +91,21 @@ def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
     return None
 
 
-def stage_params(study: Any, spec: SearchSpec, stage: str, trials: list[Any]) -> tuple[Param, ...]:
-    """The parameters of ``stage``: the fine ones from the COMPLETE coarse trials (stored)."""
-    if stage == "coarse":
-        return spec.params
-    first: dict[int, Any] = {}
-    for t in sorted(_slot(trials, "coarse"), key=lambda t: t.number):
-        if t.state == TrialState.COMPLETE and t.user_attrs[SLOT] < spec.trials:
-            first.setdefault(t.user_attrs[SLOT], t)
-    ordered = [first[k] for k in sorted(first)]
-    params = fine_params(spec, [(t.params, float(t.value)) for t in ordered])
-    fine = {
-        "params": [p.to_dict() for p in params],
-        "rule": spec.fine_rule.to_text(),
-        "from_trials": [t.number for t in ordered],
-    }
-    if study.user_attrs.get(ATTR_FINE) != fine:
-        study.set_user_attr(ATTR_FINE, fine)
-    return params
-
-
 def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials: list[Any]) -> None:
-    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial."""
-    params = stage_params(study, spec, stage, trials)
+    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial (the
+    fine stage's space follows from the COMPLETE coarse trials, one per slot)."""
+    params = spec.params
+    if stage == "fine":
+        complete = [t for t in _slot(trials, "coarse") if t.state == TrialState.COMPLETE]
+        done = {t.user_attrs[SLOT]: t for t in complete if t.user_attrs[SLOT] < spec.trials}
+        params = fine_params(spec, [(done[k].params, done[k].value) for k in sorted(done)])
     for slot in range(spec.stage_trials(stage)):
         mine = _slot(trials, stage, slot)
         if any(t.state in LIVE for t in mine):
             continue
         values = draw(params, spec.seed, stage, slot)
-        attrs: dict[str, Any] = {
-            STAGE: stage,
-            SLOT: slot,
-            "space": [p.to_dict() for p in params],
-            "overrides": {p.name: p.override(values[p.name], cfg) for p in params},
-        }
+        attrs: dict[str, Any] = {STAGE: stage, SLOT: slot, "space": [p.to_dict() for p in params]}
+        attrs["overrides"] = {p.name: p.override(values[p.name], cfg) for p in params}
         if failed := sorted(t.number for t in mine if t.state == TrialState.FAIL):
             attrs["retry_of"] = failed
         study.enqueue_trial(values, user_attrs=attrs)
@@ -141,12 +126,10 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
         if twins := [t.number for t in _slot(live, stage, slot) if t.number < trial.number]:
             trial.set_user_attr("duplicate_of", twins[0])  # enqueued twice: the first one runs
             raise optuna.TrialPruned(f"slot runs in trial {twins[0]}")
-        space = [Param.from_dict(d) for d in attrs["space"]]
-        for p in space:
-            if p.integer:
-                trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
-            else:
-                trial.suggest_float(p.name, p.low, p.high, log=p.log)
+        space = [Param.make(**d) for d in attrs["space"]]
+        for p in space:  # the enqueued values, recorded as the trial's parameters
+            suggest = trial.suggest_int if p.integer else trial.suggest_float
+            suggest(p.name, p.low, p.high, log=p.log)  # suggest_int casts whole bounds
         over = {**(spec.fine_set if stage == "fine" else {}), **attrs["overrides"]}
         result, value = train_seeds(apply_overrides(cfg, over), root, spec.stage_repeats(stage))
         try:
@@ -168,25 +151,24 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
 
 def work(plan: Plan, label: str = "") -> None:
     """One worker: enqueue what is due, ``study.optimize`` until every stage is COMPLETE."""
-    say = (
-        (lambda s: None)
-        if plan.quiet
-        else (lambda s: print(f"[{label}] " * bool(label) + s, flush=True))
-    )
-    cfg = load_recipe(plan.recipe, plan.sets)
-    storage = open_storage(plan.url, heartbeat=plan.heartbeat, grace=plan.grace)
-    discarded: list[int] = []
-    objective = _objective(plan, cfg, say, discarded)
+
+    def say(line: str) -> None:
+        if not plan.quiet:
+            print(f"[{label}] {line}" if label else line, flush=True)
 
     def drained(study: Any, _trial: Any) -> None:
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
+    cfg = load_recipe(plan.recipe, plan.sets)
+    storage = open_storage(plan.url, heartbeat=plan.heartbeat, grace=plan.grace)
+    discarded: list[int] = []
+    objective = _objective(plan, cfg, say, discarded)
     try:
         with storage_errors(plan.url):
             study = optuna.load_study(study_name=plan.study, storage=storage)
             while True:
-                optuna.storages.fail_stale_trials(study)
+                optuna.storages.fail_stale_trials(study)  # also those of other machines
                 trials = study.get_trials(deepcopy=False)
                 if (stage := open_stage(trials, plan.spec)) is not None:
                     enqueue_stage(study, plan.spec, cfg, stage, trials)
@@ -219,46 +201,125 @@ def retry_orphans(study: Any, storage: Any) -> list[int]:
     return gone
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:  # the launcher died: leave at once (the trial is retried)
-        time.sleep(0.2)
-    os._exit(3)
-
-
-def _worker_main(plan: Plan, label: str, parent: int) -> None:
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM: KeyboardInterrupt
-    try:
-        work(plan, label)
-    except MlplabError as e:
-        print(f"error: [{label}] {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 def run_workers(plan: Plan, workers: int) -> None:
     """Run ``work`` here (one worker) or in ``workers`` processes; an error if any failed."""
     if workers == 1:
         return work(plan)
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # no fork of BLAS threads or DB connections
-    procs = [
-        ctx.Process(target=_worker_main, args=(plan, f"w{i + 1}", os.getpid()), daemon=True)
-        for i in range(workers)
-    ]
-    try:
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-                p.join(10)
-    if bad := [f"w{i + 1} (exit status {p.exitcode})" for i, p in enumerate(procs) if p.exitcode]:
+    codes = run_processes(work, {f"w{i + 1}": (plan, f"w{i + 1}") for i in range(workers)})
+    if bad := [f"{w} (exit status {c})" for w, c in codes.items() if c]:
         raise MlplabError(
             f"search worker(s) {', '.join(bad)} failed (see above); run again to continue"
         )
+
+
+@dataclass
+class SearchResult:
+    """What a search produced: its summary (``search.json``) and how to train its best."""
+
+    study: str
+    out: Path
+    storage: str
+    summary: dict[str, Any]
+    best_overrides: dict[str, str] | None
+    follow_up: str | None
+
+
+def _settings(cfg: Any, spec: SearchSpec) -> dict[str, Any]:
+    """What a study must keep between runs: the training configuration and the space."""
+    rec = {k: v for k, v in cfg.to_dict().items() if k not in ("name", "description")}
+    space = {k: v for k, v in spec.to_dict().items() if k not in ("trials", "fine_trials")}
+    return json.loads(json.dumps({"recipe": rec, "space": space}))
+
+
+def _check(cfg: Any, spec: SearchSpec) -> None:
+    """Refuse a recipe without a validation split, or bounds that make an invalid recipe."""
+    name, sizes = parse_split(cfg.split)
+    if name == "all" or (sizes is not None and sizes[1] == 0):
+        raise ConfigError(
+            f"recipe {cfg.name}: the search scores validation accuracy, but "
+            f"split {cfg.split!r} has no validation part (use e.g. 45k)"
+        )
+    for stage_set in ({}, spec.fine_set):  # every bound must make a valid recipe
+        for p in spec.params:
+            for v in (p.low, p.high):
+                apply_overrides(cfg, {**stage_set, p.name: p.override(v, cfg)})
+
+
+def run_search(
+    recipe: str,
+    *,
+    spec: SearchSpec | None = None,
+    sets: dict[str, str] | None = None,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    data_dir: str | Path | None = None,
+    raw: RawDataset | None = None,
+    restart: str = "never",
+    heartbeat: int = 10,
+    grace: int = 60,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SearchResult:
+    """Run (or continue) the two-stage search of ``recipe`` (``spec``: its space file's by
+    default) into an Optuna study (``sqlite:///OUT/study.db`` unless ``storage``) with
+    ``workers`` processes; write ``search.{md,csv,png,json}``. Run again after an interruption,
+    even kill -9, and only unfinished slots run, with their same parameters."""
+    if grace <= heartbeat:
+        raise MlplabError(f"grace period ({grace} s) must exceed the heartbeat ({heartbeat} s)")
+    if restart not in ("never", "changed", "always"):
+        raise MlplabError(f"restart must be never, changed or always, not {restart!r}")
+    sets = dict(sets or {})
+    cfg = load_recipe(recipe, sets)
+    spec = spec or load_spec(recipe)
+    _check(cfg, spec)
+    name = check_study_name(study) if study is not None else default_study_name(cfg.name)
+    outp = prepare_out_dir(Path(out) if out else Path("runs") / name, overwrite=True)
+    url = storage or default_storage(outp)
+    cap = max(1, min(workers, usable_cores(), max(spec.trials, spec.fine_trials)))
+    if cap < workers:
+        echo(f"using {cap} worker(s), not {workers}: no more than the cores and the trials")
+    plan = Plan(recipe, sets, spec, name, url, str(outp / "splits"), heartbeat, grace, quiet)
+    db = sqlite_path(url)
+    busy = "{} is in use by another mlplab search; wait for it or use another --out"
+    with contextlib.ExitStack() as held:  # held for the command's life
+        held.enter_context(file_lock(outp / ".search.lock", busy.format(outp)))
+        if db is not None:  # one command owns a SQLite study
+            held.enter_context(file_lock(Path(f"{db.resolve()}.lock"), busy.format(db)))
+        try:
+            if raw is None:  # before the study: bad data must not cost a --restart its study
+                raw = load_cifar10(data_dir, progress=not quiet)
+            settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
+            st = open_storage(url, heartbeat=heartbeat, grace=grace)
+            held.callback(st.engine.dispose)
+            with storage_errors(url):
+                the_study, deleted = open_study(name, st, url, settings, restart)
+                if deleted:
+                    echo(f"deleted study {name} and its trials (--restart {restart}: {deleted})")
+                if db is not None and (gone := retry_orphans(the_study, st)):
+                    echo(f"trial(s) {gone} of a killed search: failed, their slots run again")
+                todo = open_stage(the_study.get_trials(deepcopy=False), spec) is not None
+            echo(
+                f"study {name} on {redact(url)}: {', '.join(p.to_text() for p in spec.params)}; "
+                f"{spec.trials} coarse ({spec.repeats} training(s) each) + {spec.fine_trials} "
+                f"fine ({spec.fine_repeats} each) trials, fine rule {spec.fine_rule.to_text()}, "
+                f"{cap} worker(s), {cfg.threads} BLAS thread(s) per training"
+            )
+            if todo:
+                prepared.prepare_splits(raw, stage_configs(cfg, spec), Path(plan.splits_dir))
+                raw = None  # the workers read the memory-mapped splits only
+                run_workers(plan, cap)
+            with storage_errors(url):
+                summary = write_report(the_study, spec, outp)
+                if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
+                    shutil.rmtree(plan.splits_dir, ignore_errors=True)
+        except OSError as e:  # a full disk while preparing the splits or writing the report
+            raise MlplabError(
+                f"cannot write {e.filename or outp}: {e.strerror or e}; finished trials are "
+                "kept: free space and run the command again"
+            ) from None
+    best = summary["best"]
+    over = best["overrides"] if best else None
+    cmd = follow_up(spec.final, name, url) if best else None
+    return SearchResult(name, outp, url, summary, over, cmd)

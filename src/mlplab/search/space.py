@@ -1,9 +1,5 @@
-"""Search spaces: the searched recipe fields and their intervals, and the fine-stage rule.
-
-A spec says which numeric recipe fields are searched (each on a log or linear axis between
-two bounds), how many trials each stage runs, how many trainings make a trial, and how the
-fine stage's interval follows from the coarse scores. It is read from ``<recipe>.space``
-(TOML) beside the recipe; command-line options override it.
+"""Search spaces (``<recipe>.space`` beside a recipe, command-line options over it): the
+searched recipe fields and their intervals, the trials and trainings per stage, the fine rule.
 
 Slot ``k`` of a stage always gets the values drawn from ``default_rng([seed, stage, k])``:
 every worker on every machine computes the same ones, and a retried slot gets them back.
@@ -12,29 +8,28 @@ every worker on every machine computes the same ones, and a retried slot gets th
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlplab.config import _HINTS, FIELDS, Config
+from mlplab.config import _HINTS, FIELDS, Config, beside_recipe, read_toml
 from mlplab.errors import ConfigError
 
 STAGES, RULES = ("coarse", "fine"), ("smooth", "top-k")
 Value = float | int
 #: Used when a recipe has no space file: the DD2424 coarse lambda search.
 DEFAULT_SPACE = {"trials": 20, "params": {"lam": {"scale": "log", "low": 1e-5, "high": 1e-1}}}
+#: The keys of a space file and of its ``[fine]`` table.
+SPACE_KEYS = {"description", "final", "trials", "seed", "repeats", "params", "fine"}
+FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 
 @dataclass(frozen=True)
 class Param:
-    """A searched recipe field on a log or linear axis, ``low <= value <= high``.
-
-    Integer fields are drawn as integers; ``hidden`` is one width for every hidden layer.
-    """
+    """A searched recipe field on a log or linear axis, ``low <= value <= high`` (integer
+    fields are drawn as integers; ``hidden`` is one width for every hidden layer)."""
 
     name: str
     low: float
@@ -70,17 +65,12 @@ class Param:
         """``NAME=SCALE:LOW:HIGH``, e.g. ``lam=log:1e-5:1e-1`` or ``hidden=linear:20:100``."""
         name, sep, rest = text.partition("=")
         if not sep or rest.count(":") != 2 or not name.strip():
-            raise ConfigError(
-                f"--param expects NAME=SCALE:LOW:HIGH, e.g. lam=log:1e-5:1e-1: {text!r}"
-            )
+            raise ConfigError(f"--param expects NAME=SCALE:LOW:HIGH (lam=log:1e-5:1e-1): {text!r}")
         scale, low, high = rest.split(":")
         return Param.make(name.strip(), scale.strip(), low, high)
 
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> Param:
-        return Param.make(d["name"], d["scale"], d["low"], d["high"])
-
     def to_dict(self) -> dict[str, Any]:
+        """The arguments of :meth:`make` that give this parameter back."""
         scale = "log" if self.log else "linear"
         return {"name": self.name, "scale": scale, "low": self.low, "high": self.high}
 
@@ -117,13 +107,10 @@ class Param:
 def smoothed(
     param: Param, results: list[tuple[Value, float]], h: float, points: int = 401
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Gaussian-kernel (Nadaraya-Watson) smoothing of scores ``s_i`` along the axis.
-
-    ``m(t) = sum_i w_i s_i / sum_i w_i``, ``w_i = exp(-(t - t_i)^2 / (2 h^2))``, ``t`` in
-    log10 units for log parameters. Returns a grid over the trials' values (parameter values;
-    beyond the outermost trial the curve only repeats it), ``m`` on it and the noise level:
-    the standard deviation of the residuals ``s_i - m(t_i)``.
-    """
+    """Gaussian-kernel (Nadaraya-Watson) smoothing of scores ``s_i`` along the axis:
+    ``m(t) = sum_i w_i s_i / sum_i w_i``, ``w_i = exp(-(t - t_i)^2 / (2 h^2))`` (``t`` in log10
+    units for log parameters). Returns a grid of parameter values between the outermost
+    trials, ``m`` on it, and the noise: the standard deviation of the residuals."""
     t = np.array([param.to_scale(v) for v, _ in results])
     s = np.array([score for _, score in results])
 
@@ -138,15 +125,11 @@ def smoothed(
 
 @dataclass(frozen=True)
 class FineRule:
-    """How the fine interval of each parameter follows from the coarse scores.
-
-    ``smooth`` (default): the connected region around the peak of the smoothed coarse scores
-    (:func:`smoothed`, bandwidth ``h`` in axis units, decades for log parameters) where the
-    smoothed score is within the noise level of the peak: no single lucky trial moves it far.
-    ``top-k``: the span of the ``k`` best coarse trials on the axis, widened by ``pad`` times
-    its width each side; a one-point span falls back to ``smooth``. The interval is clipped to
-    the coarse one; integer bounds are rounded inwards.
-    """
+    """How the fine interval of each parameter follows from the coarse scores: ``smooth``, the
+    region around the peak of the smoothed scores (:func:`smoothed`, bandwidth ``h``) within
+    the noise of the peak, so that no single lucky trial moves it far; ``top-k``, the span of
+    the ``k`` best trials widened by ``pad`` times its width each side (one point: ``smooth``).
+    Clipped to the coarse interval; integer bounds are rounded inwards."""
 
     kind: str = "smooth"
     h: float = 0.4
@@ -183,8 +166,6 @@ class FineRule:
 
     def interval(self, param: Param, results: list[tuple[Value, float]]) -> tuple[Value, Value]:
         """The fine interval of ``param`` from coarse ``(value, score)`` pairs in slot order."""
-        if not results:
-            raise ConfigError("no finished coarse trial to derive the fine interval from")
         ranked = sorted(results, key=lambda r: -r[1])  # stable: ties keep trial order
         ts = [param.to_scale(v) for v, _ in ranked[: self.k]]
         if self.kind == "top-k" and max(ts) > min(ts):
@@ -211,12 +192,9 @@ def _clip(param: Param, a: float, b: float) -> tuple[Value, Value]:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """A two-stage search besides its training recipe.
-
-    A trial of a stage trains ``repeats`` (``fine_repeats``) times with seeds ``s, s+1, ...``
-    of the recipe's seed ``s``; its score is their mean validation accuracy. Fine trials also
-    apply the ``fine_set`` overrides.
-    """
+    """A two-stage search besides its training recipe: a trial trains ``repeats``
+    (``fine_repeats``) times with the recipe's seed ``s``, ``s+1``, ... and scores their mean
+    validation accuracy; fine trials also apply the ``fine_set`` overrides."""
 
     params: tuple[Param, ...]
     trials: int = 20
@@ -249,20 +227,21 @@ class SearchSpec:
     @property
     def fine_differs(self) -> bool:
         """Fine trials train differently (overrides, other repeats): scores not comparable."""
-        return bool(self.fine_set) or self.fine_repeats != self.repeats
+        return fine_differs(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            k: getattr(self, k)
-            for k in ("trials", "fine_trials", "seed", "repeats", "fine_repeats")
-        }
-        rule, fine_set = self.fine_rule.to_dict(), dict(self.fine_set)
+        counts = ("trials", "fine_trials", "seed", "repeats", "fine_repeats")
         return {
             "params": [p.to_dict() for p in self.params],
-            **d,
-            "fine": rule,
-            "fine_set": fine_set,
+            **{k: getattr(self, k) for k in counts},
+            "fine": self.fine_rule.to_dict(),
+            "fine_set": dict(self.fine_set),
         }
+
+
+def fine_differs(space: dict[str, Any]) -> bool:
+    """Whether fine trials train differently (``space``: :meth:`SearchSpec.to_dict`)."""
+    return bool(space.get("fine_set")) or space.get("fine_repeats", 1) != space.get("repeats", 1)
 
 
 def draw(params: tuple[Param, ...], seed: int, stage: str, slot: int) -> dict[str, Value]:
@@ -275,47 +254,22 @@ def fine_params(
     spec: SearchSpec, coarse: list[tuple[dict[str, Value], float]]
 ) -> tuple[Param, ...]:
     """The coarse intervals narrowed by the fine rule; ``coarse``: (values, score) by slot."""
-    intervals = [
-        spec.fine_rule.interval(p, [(t[p.name], s) for t, s in coarse]) for p in spec.params
-    ]
-    return tuple(
-        replace(p, low=float(a), high=float(b))
-        for p, (a, b) in zip(spec.params, intervals, strict=True)
-    )
+
+    def narrow(p: Param) -> Param:
+        low, high = spec.fine_rule.interval(p, [(values[p.name], s) for values, s in coarse])
+        return replace(p, low=float(low), high=float(high))
+
+    return tuple(map(narrow, spec.params))
 
 
-def read_space_file(recipe: str, path: Path | None = None) -> dict[str, Any]:
-    """The space file ``path``, else ``<recipe>.space`` beside the recipe, else the default."""
-    if path is None:
-        cand = Path(recipe).with_suffix(".space")
-        shipped = resources.files("mlplab") / "recipes" / f"{recipe}.space"
-        local = Path(recipe).suffix == ".toml" or Path(recipe).exists()
-        path = (
-            cand
-            if local and cand.is_file()
-            else shipped
-            if not local and shipped.is_file()
-            else None
-        )
-        if path is None:
-            return dict(DEFAULT_SPACE)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read search space file {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"search space file {path} is not valid TOML: {e}") from None
-    if unknown := set(data) - {
-        "description",
-        "final",
-        "trials",
-        "seed",
-        "repeats",
-        "params",
-        "fine",
-    }:
+def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> SearchSpec:
+    """The spec of ``recipe``: the space file ``space_file``, else ``<recipe>.space`` beside the
+    recipe, else :data:`DEFAULT_SPACE`; ``options`` as for :func:`build_spec`."""
+    path = space_file or beside_recipe(recipe, ".space")
+    data = read_toml(path, "search space file") if path else dict(DEFAULT_SPACE)
+    if unknown := set(data) - SPACE_KEYS:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-    return data
+    return build_spec(data, **options)
 
 
 def build_spec(
@@ -326,12 +280,10 @@ def build_spec(
     fine_set: dict[str, str] | None = None,
     **options: int | None,
 ) -> SearchSpec:
-    """A :class:`SearchSpec` from space-file ``data`` and command-line overrides.
-
-    ``params`` (``NAME=SCALE:LOW:HIGH``) replace the file's parameters; ``options``:
-    ``trials``, ``fine_trials``, ``repeats``, ``fine_repeats``, ``seed`` (``trials`` and
-    ``repeats`` set both stages unless the fine ones are given).
-    """
+    """A :class:`SearchSpec` from space-file ``data`` and command-line overrides: ``params``
+    (``NAME=SCALE:LOW:HIGH``) replace the file's; ``options``: ``trials``, ``fine_trials``,
+    ``repeats``, ``fine_repeats``, ``seed`` (``trials``, ``repeats``: of both stages unless
+    the fine ones are given)."""
     table, fine = data.get("params", {}), data.get("fine", {})
     if not isinstance(table, dict) or not isinstance(fine, dict):
         raise ConfigError("search space: [params] and [fine] must be tables")
@@ -340,36 +292,32 @@ def build_spec(
         if not isinstance(d, dict) or set(d) - {"scale", "low", "high"}:
             raise ConfigError(f"search space: [params.{name}] needs exactly scale, low, high")
         plist.append(Param.make(name, str(d.get("scale", "linear")), d.get("low"), d.get("high")))
-    if unknown := set(fine) - {"rule", "k", "pad", "h", "trials", "set", "repeats"}:
+    if unknown := set(fine) - FINE_KEYS:
         raise ConfigError(f"unknown key(s) in [fine]: {', '.join(sorted(unknown))}")
     try:
         kw = {k: type(v)(fine.get(k, v)) for k, v in (("h", 0.4), ("k", 3), ("pad", 0.0))}
-        rule = (
-            FineRule.parse(fine_rule)
-            if fine_rule
-            else FineRule(str(fine.get("rule", "smooth")), **kw)
-        )
+        kind = str(fine.get("rule", "smooth"))
+        rule = FineRule.parse(fine_rule) if fine_rule else FineRule(kind, **kw)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid [fine] settings: {fine!r}") from None
     o = {k: v for k, v in options.items() if v is not None}
-    n, r = o.get("trials", data.get("trials", 20)), o.get("repeats", data.get("repeats", 1))
-    fset = {str(k): _text(v) for k, v in fine.get("set", {}).items()} | (fine_set or {})
-    nf = o.get("fine_trials", o.get("trials", fine.get("trials", n)))
-    rf = o.get("fine_repeats", o.get("repeats", fine.get("repeats", r)))
+    trials = o.get("trials", data.get("trials", 20))
+    repeats = o.get("repeats", data.get("repeats", 1))
     return SearchSpec(
         tuple(plist),
-        n,
-        nf,
-        rule,
-        fset,
-        o.get("seed", data.get("seed", 0)),
-        r,
-        rf,
-        str(data.get("final", "")),
+        trials=trials,
+        fine_trials=o.get("fine_trials", o.get("trials", fine.get("trials", trials))),
+        fine_rule=rule,
+        fine_set={str(k): _text(v) for k, v in fine.get("set", {}).items()} | (fine_set or {}),
+        seed=o.get("seed", data.get("seed", 0)),
+        repeats=repeats,
+        fine_repeats=o.get("fine_repeats", o.get("repeats", fine.get("repeats", repeats))),
+        final=str(data.get("final", "")),
     )
 
 
 def _text(v: Any) -> str:
+    """A TOML value of ``[fine] set`` as ``--set`` text."""
     if isinstance(v, bool):
         return "true" if v else "false"
     return ",".join(str(x) for x in v) if isinstance(v, list) else str(v)

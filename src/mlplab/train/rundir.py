@@ -1,7 +1,7 @@
 """A run directory: one owner at a time, and checkpoints that belong to its run.
 
-* :func:`owned` holds an exclusive lock (``filelock``) on ``DIR/.lock`` for the life of a
-  ``train`` or ``--resume``; a second process gets ``error: DIR is in use by process N``.
+* :func:`owned` holds an exclusive lock (:func:`file_lock`) on ``DIR/.lock`` for the life of
+  a ``train`` or ``--resume``; a second process gets ``error: DIR is in use by process N``.
   The lock is the kernel's (``flock``): a killed owner releases it.
 * :func:`run_identity` names a run by its configuration's content hash and its data's
   fingerprint; every checkpoint records it, and ``--resume`` refuses a checkpoint of another
@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +24,45 @@ from mlplab.errors import MlplabError
 
 
 @contextlib.contextmanager
-def owned(out: Path) -> Iterator[None]:
-    """Hold the lock of run directory ``out`` (which must exist) while the block runs."""
+def file_lock(path: Path, busy: str | Callable[[], str], name: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while the block runs; if another process holds it,
+    fail at once with the message ``busy`` (or ``busy()``). ``name``: ``path`` in other errors."""
     from filelock import FileLock, Timeout
 
-    lock, owner = FileLock(str(out / ".lock"), timeout=0), out / ".owner"
+    lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        pid = owner.read_text().strip() if owner.is_file() else ""
-        who = f"process {pid}" if pid else "another process"
-        raise MlplabError(f"{out} is in use by {who}; wait for it to finish") from None
+        raise MlplabError(busy() if callable(busy) else busy) from None
     except OSError as e:
-        raise MlplabError(f"cannot lock run directory {out}: {e.strerror or e}") from None
+        raise MlplabError(f"cannot lock {name or path}: {e.strerror or e}") from None
     try:
-        try:
-            owner.write_text(f"{os.getpid()}\n")
-        except OSError as e:
-            raise MlplabError(f"cannot write into run directory {out}: {e.strerror or e}") from None
         yield
     finally:
-        owner.unlink(missing_ok=True)
         lock.release()
+
+
+@contextlib.contextmanager
+def owned(out: Path) -> Iterator[None]:
+    """Hold the lock of run directory ``out`` (which must exist) while the block runs."""
+    owner = out / ".owner"
+
+    def busy() -> str:
+        pid = owner.read_text().strip() if owner.is_file() else ""
+        who = f"process {pid}" if pid else "another process"
+        return f"{out} is in use by {who}; wait for it to finish"
+
+    with file_lock(out / ".lock", busy, f"run directory {out}"):
+        try:
+            try:
+                owner.write_text(f"{os.getpid()}\n")
+            except OSError as e:
+                raise MlplabError(
+                    f"cannot write into run directory {out}: {e.strerror or e}"
+                ) from None
+            yield
+        finally:
+            owner.unlink(missing_ok=True)
 
 
 def data_fingerprint(raw: RawDataset) -> str:
