@@ -262,6 +262,16 @@ def test_model_with_pickled_object_is_refused(tmp_path, model, good_data):
     _fails(tmp_path, _eval(model, good_data), "m.npz")
 
 
+BN_HUGE = {
+    "kind": "batchnorm",
+    "d": 10**6,
+    "alpha": 0.9,
+    "eps": 1e-5,
+    "running_init": "torch",
+    "unbiased_running_var": False,
+}
+
+
 def _rewrite_layers(path: Path, change) -> None:
     j = path.with_suffix(".json")
     meta = json.loads(j.read_text())
@@ -276,8 +286,17 @@ def _rewrite_layers(path: Path, change) -> None:
         (lambda layers: [1, 2, 3], "'layers' must be a list of objects"),
         (lambda layers: [{**layers[0], "d_out": 10**9}, *layers[1:]], "invalid layer sizes"),
         (lambda layers: [{**layers[0], "d_out": 400_000}, *layers[1:]], "bytes of weights"),
+        (lambda layers: [*layers, *[BN_HUGE] * 40], "bytes of weights"),
+        (lambda layers: [*layers, {**BN_HUGE, "d": 10, "unbiased_running_var": "no"}], "true or"),
     ],
-    ids=["layers-a-dict", "entries-not-objects", "d_out-1e9", "larger-than-the-file"],
+    ids=[
+        "layers-a-dict",
+        "entries-not-objects",
+        "d_out-1e9",
+        "larger-than-the-file",
+        "40-batch-norms-of-1e6",
+        "a-string-for-a-bool",
+    ],
 )
 def test_model_description_is_checked_before_allocating(
     tmp_path, model, good_data, change, pattern
@@ -290,6 +309,16 @@ def test_model_with_other_input_size(tmp_path, good_data):
     net = Network.build(20, [4], 10, rng=np.random.default_rng(0))
     save_network(tmp_path / "m20", net, np.zeros(20), np.ones(20), tuple("abcdefghij"))
     _fails(tmp_path, _eval(tmp_path / "m20", good_data), "takes 20 inputs, the data has 3072")
+
+
+def test_model_whose_layer_sizes_do_not_chain(tmp_path, good_data):
+    from mlplab.nn.layers import Dense
+
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.standard_normal((3072, 8)), rng.standard_normal((9, 10))
+    net = Network([Dense(W1.astype(np.float32)), Dense(W2.astype(np.float32))])
+    save_network(tmp_path / "bad", net, np.zeros(3072), np.ones(3072), tuple("abcdefghij"))
+    _fails(tmp_path, _eval(tmp_path / "bad", good_data), "sizes do not fit together")
 
 
 def test_model_file_missing(tmp_path, good_data):
@@ -354,3 +383,16 @@ def test_nan_input_to_estimator_is_rejected():
     X[3, 2] = np.nan
     with pytest.raises(ConfigError, match="NaN"):
         MLPClassifier().fit(X, np.arange(10) % 2)
+
+
+def test_a_space_file_that_is_a_directory_is_refused(tmp_path):
+    """A recipe's ``.space`` beside it that is not a file is an error, not ignored."""
+    from mlplab.config import beside_recipe
+    from mlplab.errors import ConfigError
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("hidden = [8]\n")
+    assert beside_recipe(str(recipe), ".space") is None
+    (tmp_path / "r.space").mkdir()
+    with pytest.raises(ConfigError, match="is not a readable file"):
+        beside_recipe(str(recipe), ".space")

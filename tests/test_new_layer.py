@@ -18,7 +18,8 @@ from mlplab.train.trainer import Trainer
 
 class PReLU(Layer):
     """``out = max(x, 0) + a * min(x, 0)`` with one learnable slope ``a`` per feature
-    (He et al. 2015). ``da = sum_i dout * min(x, 0)``; ``dx = dout * (1 if x > 0 else a)``."""
+    (He et al. 2015). ``da = sum_i dout * min(x, 0)``; ``dx = dout * (1 if x > 0 else a)``.
+    The plain contract: ``backward(dout)`` writes ``dL/da``."""
 
     kind = "prelu"
 
@@ -33,10 +34,9 @@ class PReLU(Layer):
             self._x = x
         return np.maximum(x, 0) + self.params["a"] * np.minimum(x, 0)
 
-    def backward(self, dout, scale=1.0):
+    def backward(self, dout):
         x = self._x
         np.sum(dout * np.minimum(x, 0), axis=0, out=self.grads["a"])
-        self.grads["a"] *= scale
         return dout * np.where(x > 0, 1.0, self.params["a"])
 
     def spec(self) -> dict[str, Any]:
@@ -48,9 +48,20 @@ class PReLU(Layer):
 
 
 class BrokenPReLU(PReLU):
-    def backward(self, dout, scale=1.0):  # wrong: forgets the slope on negative inputs
-        super().backward(dout, scale)
+    def backward(self, dout):  # wrong: forgets the slope on negative inputs
+        super().backward(dout)
         return dout * (self._x > 0)
+
+
+class ScalingPReLU(PReLU):
+    """The same layer, scaling its gradient itself (``takes_scale``)."""
+
+    takes_scale = True
+
+    def backward(self, dout, scale=1.0):
+        dx = super().backward(dout)
+        self.grads["a"] *= scale
+        return dx
 
 
 @pytest.fixture
@@ -83,6 +94,23 @@ def test_a_new_layer_passes_the_gradient_checks(registered, method):
     assert report.max_rel_error < 1e-6, report.table()
     broken = _net(np.random.default_rng(0), BrokenPReLU)
     assert gradcheck(broken, X, y, 0.01, upstream=R, method=method).max_rel_error > 1e-2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+def test_the_network_scales_the_gradients_of_a_layer_that_does_not(optimizer):
+    """A layer with the plain contract trains exactly as one that applies the optimiser's
+    gradient scale itself (plain SGD asks for -lr)."""
+    X = np.random.default_rng(2).standard_normal((200, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    cfg = Config(hidden=[9], optimizer=optimizer, batch_size=20, n_s=20, eta_max=0.01)
+    nets = []
+    for cls in (PReLU, ScalingPReLU):
+        rng = np.random.default_rng(1)
+        net = _net(rng, cls, np.float32)
+        Trainer(net, cfg.validate(), rng, progress=False).fit(X, y, record=False)
+        nets.append(net.params())
+    for k, v in nets[0].items():
+        np.testing.assert_array_equal(v, nets[1][k], err_msg=k)
 
 
 def test_a_new_layer_trains_and_round_trips_through_a_model_file(registered, tmp_path):

@@ -33,7 +33,8 @@ class Reference(Optimizer):
         self.kind, self.mu = kind, momentum
         self.b1, self.b2, self.eps = 0.9, 0.999, 1e-8
 
-    def step(self, params, grads, lr):
+    def step(self, params, grads, lr, *, scale=1.0):
+        assert scale == 1.0
         self.t += 1
         for name, p in params.items():
             self._textbook(name, p, grads[name], lr, self.l2 if name in self.decay_names else 0)
@@ -67,6 +68,7 @@ CASES = {
     "nesterov-l2-wd": {"l2": 0.005, "weight_decay": 0.05},
     "adam-l2": {"l2": 0.001},
     "adam-wd": {"weight_decay": 0.01},
+    "adam-l2-wd": {"l2": 0.001, "weight_decay": 0.01},
 }
 
 
@@ -97,8 +99,9 @@ def test_in_place_step_is_the_textbook_formula_bit_for_bit(case, threads):
     for t in range(8):
         lr = 0.05 * (1 + t % 3)  # a changing learning rate, as in a cyclic schedule
         g = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-        scaled = {k: v * np.float32(ours.grad_scale(lr)) for k, v in g.items()}
-        ours.step(p1, scaled, lr)
+        scale = ours.grad_scale(lr)
+        scaled = {k: v * np.float32(scale) for k, v in g.items()}
+        ours.step(p1, scaled, lr, scale=scale)
         ref.step(p2, {k: v.copy() for k, v in g.items()}, lr)
         for k in shapes:
             if ours.grad_scale(lr) == 1.0:
@@ -131,8 +134,6 @@ def _fit(cfg: Config, optimizer: Optimizer | None):
     rng = np.random.default_rng(cfg.seed)
     s = make_splits(raw, cfg.split, rng, dtype=np.dtype(cfg.dtype).type)
     net = build_network(cfg, 3072, 10, rng)
-    if optimizer is not None:
-        optimizer.decay_names = set(net.decay_names())
     tr = Trainer(net, cfg, rng, progress=False, optimizer=optimizer)
     tr.fit(s.x_train, s.y_train, s.x_val, s.y_val)
     return net, tr
@@ -170,8 +171,8 @@ def test_training_with_the_fused_update_equals_the_textbook_one(kw):
         np.testing.assert_allclose(v, b64.params()[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
-@pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_every_layer_scales_its_parameter_gradients_and_not_dx(kind):
+@pytest.mark.parametrize("kind", sorted(k for k, c in LAYERS.items() if c.takes_scale))
+def test_layers_that_take_a_scale_scale_their_parameter_gradients_and_not_dx(kind):
     """The layer contract: ``backward(dout, s)`` writes ``s * dL/dp``, returns ``dL/dx``."""
     rng = np.random.default_rng(0)
     spec = {
@@ -201,6 +202,48 @@ def test_every_layer_scales_its_parameter_gradients_and_not_dx(kind):
     np.testing.assert_allclose(dx2, dx1, rtol=1e-15)
     for k, g in layer.grads.items():
         np.testing.assert_allclose(g, -0.25 * g1[k], rtol=1e-15)
+
+
+def test_layers_without_a_scale_have_no_parameters_to_scale():
+    assert sorted(k for k, c in LAYERS.items() if c.takes_scale) == ["batchnorm", "dense"]
+    assert not LAYERS["relu"]().params and not LAYERS["dropout"](0.5).params
+
+
+def test_a_non_contiguous_parameter_is_updated_in_one_piece():
+    rng = np.random.default_rng(0)
+    for case in CASES:
+        w = np.asfortranarray(rng.standard_normal((7, 5)).astype(np.float32))
+        ref_w, w0 = np.ascontiguousarray(w), w.copy()
+        ours, ref = _pair(case)
+        for _ in range(3):
+            g = rng.standard_normal((7, 5)).astype(np.float32)
+            scale = ours.grad_scale(0.1)
+            ours.step({"w": w}, {"w": np.asfortranarray(g * np.float32(scale))}, 0.1, scale=scale)
+            ref.step({"w": ref_w}, {"w": g.copy()}, 0.1)
+        np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-6, err_msg=case)
+        assert not np.array_equal(w, w0)
+
+
+def test_plain_gradients_or_the_asked_scale_and_nothing_else():
+    """``step`` takes plain gradients (scale 1) from any hand-written loop, or the scale the
+    optimiser asked for; another scale is refused instead of giving a wrong step."""
+    w = np.ones((3, 2))
+    sgd = make_optimizer("sgd")
+    sgd.step({"w": w}, {"w": np.full((3, 2), 2.0)}, 0.1)  # plain: w - 0.1 * 2
+    np.testing.assert_allclose(w, 0.8)
+    sgd.step({"w": w}, {"w": np.full((3, 2), -0.2)}, 0.1, scale=-0.1)  # -lr * 2 from the GEMM
+    np.testing.assert_allclose(w, 0.6)
+    with pytest.raises(ValueError, match=r"not times 0\.5"):
+        sgd.step({"w": w}, {"w": np.ones((3, 2))}, 0.1, scale=0.5)
+
+
+def test_an_optimizer_given_to_the_trainer_must_apply_the_configured_l2():
+    cfg = _cfg(lam=0.01)
+    net = build_network(cfg, 3072, 10, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=r"l2 \(0.0\) differs from the configuration's lam"):
+        Trainer(net, cfg, np.random.default_rng(0), optimizer=make_optimizer("momentum"))
+    tr = Trainer(net, cfg, np.random.default_rng(0), optimizer=make_optimizer("sgd", l2=0.01))
+    assert tr.optimizer.decay_names == {"dense1.W", "dense2.W", "dense3.W"}
 
 
 def test_optimizer_names_come_from_the_registry():

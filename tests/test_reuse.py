@@ -130,3 +130,11 @@ def test_lr_range_of_the_command_and_of_reproduce_is_one_entry(
     assert ctx.cache.reused == [ctx.path(exp)] and not ctx.cache.ran
     assert path.stat().st_mtime_ns == written and res == json.loads(path.read_text())
     assert res["epochs"] == epochs and res["recipe"] == exp.recipe
+
+
+def test_a_record_that_cannot_be_written_is_one_error(tmp_path):
+    (tmp_path / RECORD).mkdir()  # e.g. a directory where the record belongs
+    from mlplab.errors import MlplabError
+
+    with pytest.raises(MlplabError, match=f"cannot write {tmp_path / RECORD}"):
+        Cache().get(tmp_path, "x", "k", "r.json", lambda resume: {})

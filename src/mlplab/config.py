@@ -268,7 +268,11 @@ def beside_recipe(name_or_path: str, suffix: str) -> Path | Traversable | None:
         path: Path | Traversable = Path(name_or_path).with_suffix(suffix)
     else:
         path = resources.files("mlplab") / "recipes" / f"{name_or_path}{suffix}"
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if isinstance(path, Path) and (path.exists() or path.is_symlink()):
+        raise ConfigError(f"{path} is not a readable file (a directory or a broken link)")
+    return None
 
 
 def read_toml(path: Path | Traversable, what: str, label: str = "") -> dict[str, Any]:

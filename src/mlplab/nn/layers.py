@@ -5,13 +5,15 @@ Conventions shared by every layer (row-major samples):
 - ``forward(x, train, rng)`` takes ``x`` of shape ``(n, d_in)`` and keeps exactly
   what ``backward`` needs; ``train`` selects training behaviour (batch statistics,
   dropout), never a global flag.
-- ``backward(dout, scale=1.0)`` takes ``dL/d(out)`` of shape ``(n, d_out)``,
-  returns ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told
-  that no one needs it) and overwrites ``self.grads[k]`` with
-  ``scale * dL/dparams[k]`` for every ``k`` in ``self.params``. It never modifies
-  ``dout``. ``scale`` is the optimiser's business (plain SGD asks for ``-lr``, so
-  that the weight-gradient GEMM writes the update itself, see
-  :mod:`mlplab.optim.optimizers`); a layer without parameters ignores it.
+- ``backward(dout)`` takes ``dL/d(out)`` of shape ``(n, d_out)``, returns
+  ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told that no
+  one needs it) and overwrites ``self.grads[k]`` with ``dL/dparams[k]`` for every
+  ``k`` in ``self.params``. It never modifies ``dout``.
+- A layer whose class sets ``takes_scale = True`` accepts ``backward(dout, scale)``
+  and writes ``scale * dL/dparams[k]`` instead: the optimiser asks for a scale
+  (plain SGD for ``-lr``, so that the weight-gradient GEMM writes the update itself,
+  see :mod:`mlplab.optim.optimizers`), and :meth:`Network.backward` scales the
+  gradients of any other layer afterwards. ``dL/dx`` is never scaled.
 - Learnable arrays live in ``params``; running statistics live in ``buffers``
   and are never touched by an optimiser.
 - ``spec()`` is a JSON-able description; ``from_spec(spec, dtype)`` rebuilds the
@@ -34,6 +36,7 @@ class Layer:
 
     kind: ClassVar[str] = "layer"
     decay: ClassVar[tuple[str, ...]] = ()  # names of params under L2 regularisation
+    takes_scale: ClassVar[bool] = False  # backward(dout, scale) scales the gradients itself
 
     def __init__(self) -> None:
         self.name = self.kind
@@ -46,7 +49,7 @@ class Layer:
     ) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray | None:
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
@@ -72,16 +75,17 @@ class Dense(Layer):
 
     kind = "dense"
     decay = ("W",)
+    takes_scale = True
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, need_dx: bool = True) -> None:
         super().__init__()
         if W.ndim != 2:
             raise ConfigError(f"Dense weights must be 2-D, got shape {W.shape}")
-        self.params["W"] = W
+        self.params["W"] = W = np.ascontiguousarray(W)  # (a transposed array is copied)
         if b is not None:
             if b.shape != (W.shape[1],):
                 raise ConfigError(f"Dense bias must have shape ({W.shape[1]},), got {b.shape}")
-            self.params["b"] = b
+            self.params["b"] = np.ascontiguousarray(b)
         self.need_dx = need_dx
         self._x: np.ndarray | None = None
         self._alloc_grads()
@@ -140,7 +144,7 @@ class ReLU(Layer):
             self._out = out
         return out
 
-    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._out is None:
             raise RuntimeError("ReLU.backward called before a training forward pass")
         return dout * (self._out > 0)
@@ -172,6 +176,7 @@ class BatchNorm(Layer):
     """
 
     kind = "batchnorm"
+    takes_scale = True
 
     def __init__(
         self,
@@ -266,6 +271,8 @@ class BatchNorm(Layer):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], dtype: np.dtype | type) -> BatchNorm:
+        if not isinstance(spec["unbiased_running_var"], bool):
+            raise ConfigError("batch-norm unbiased_running_var must be true or false")
         return cls(
             int(spec["d"]),
             alpha=float(spec["alpha"]),
@@ -313,7 +320,7 @@ class Dropout(Layer):
             self._scaled_mask = m
         return x * m
 
-    def backward(self, dout: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._scaled_mask is None:
             return dout
         return dout * self._scaled_mask

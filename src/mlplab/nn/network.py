@@ -180,7 +180,13 @@ class Network:
         d: np.ndarray | None = dlogits
         for layer in reversed(self.layers):
             assert d is not None
-            d = layer.backward(d, scale)
+            if layer.takes_scale:
+                d = layer.backward(d, scale)
+                continue
+            d = layer.backward(d)
+            if scale != 1.0:
+                for g in layer.grads.values():
+                    g *= scale
 
     def l2_penalty(self, lam: float) -> float:
         """``lam * sum ||W||^2`` over the dense weights."""
@@ -195,8 +201,8 @@ class Network:
         self,
         X: np.ndarray,
         y: np.ndarray,
-        rng: np.random.Generator | None = None,
         *,
+        rng: np.random.Generator | None = None,
         label_smoothing: float = 0.0,
         scale: float = 1.0,
     ) -> float:

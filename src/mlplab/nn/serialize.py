@@ -64,6 +64,8 @@ def _check_layers(path: str | os.PathLike, layers: Any, stored_bytes: int) -> No
             raise ModelFileError(f"{path}: invalid layer sizes {dims} (integers in 1..1e6)")
         if spec.get("kind") == "dense" and len(dims) == 2:
             need += 4 * dims[0] * dims[1]  # at least float32 weights
+        elif dims:
+            need += 4 * 4 * dims[0]  # e.g. batch norm: gamma, beta and two running statistics
     if need > stored_bytes:  # a layer larger than the file's arrays: refuse before np.zeros
         raise ModelFileError(
             f"{path}: the layers need {need} bytes of weights, the file holds {stored_bytes}"
@@ -97,6 +99,10 @@ def load_network(path: str | os.PathLike) -> SavedModel:
         raise ModelFileError(f"{path}: unexpected arrays {extra}")
     net.set_state(state)
     d = net.d_in
+    try:  # one sample through every layer: the sizes must chain
+        net.forward(np.zeros((1, d), net.dtype))
+    except ValueError:
+        raise ModelFileError(f"{path}: the layers' sizes do not fit together") from None
     for key in ("preprocess/mean", "preprocess/std"):
         if key not in arrays:
             raise ModelFileError(f"{path}: array {key!r} is missing")

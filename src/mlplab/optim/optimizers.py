@@ -76,32 +76,50 @@ class Optimizer:
     #: names of the state arrays kept per parameter (keys ``<param><slot>`` in the state)
     slots: tuple[str, ...] = ()
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+    def step(
+        self,
+        params: dict[str, np.ndarray],
+        grads: dict[str, np.ndarray],
+        lr: float,
+        *,
+        scale: float = 1.0,
+    ) -> None:
         """Update every array of ``params`` in place with learning rate ``lr``.
 
-        ``grads[k]`` must hold ``self.grad_scale(lr) * dL/dparams[k]`` of the data loss
-        (no L2 term); they are used as scratch space and hold no gradient afterwards.
-        A large parameter is updated in blocks of :data:`BLOCK` elements, so that the
-        several in-place passes of an update run on arrays that stay in the CPU cache, and
-        with ``threads > 1`` the blocks are shared among that many threads; every
-        operation is elementwise, so neither changes a number.
+        ``grads[k]`` hold ``scale * dL/dparams[k]`` of the data loss (no L2 term), with
+        ``scale`` 1 (plain gradients) or ``self.grad_scale(lr)``; they are used as scratch
+        space and hold no gradient afterwards. A large parameter is updated in blocks of
+        :data:`BLOCK` elements, so that the several in-place passes of an update run on
+        arrays that stay in the CPU cache, and with ``threads > 1`` the blocks are shared
+        among that many threads; every operation is elementwise, so neither changes a
+        number.
         """
+        if scale != 1.0 and scale != self.grad_scale(lr):
+            raise ValueError(
+                f"grads must hold the gradients times 1 or times grad_scale(lr) = "
+                f"{self.grad_scale(lr)!r}, not times {scale!r}"
+            )
         self.t += 1
-        jobs = []  # (name, block of p, block of g, state blocks, l2, fresh)
+        jobs = []  # (name, p, g, state, l2, fresh): whole arrays or blocks of them
         for name, p in params.items():
+            g = grads[name]
             l2 = self.l2 if name in self.decay_names else 0.0
-            fresh = f"{name}{self.slots[0]}" not in self.state if self.slots else False
-            for slot in self.slots:
-                self.state.setdefault(f"{name}{slot}", np.zeros_like(p))
-            flat = [a.reshape(-1) for a in (p, grads[name])]
-            flat += [self.state[f"{name}{slot}"].reshape(-1) for slot in self.slots]
+            fresh = bool(self.slots) and f"{name}{self.slots[0]}" not in self.state
+            if fresh:
+                for slot in self.slots:
+                    self.state[f"{name}{slot}"] = np.zeros(p.shape, p.dtype)
+            arrays = [p, g, *(self.state[f"{name}{slot}"] for slot in self.slots)]
+            if not all(a.flags.c_contiguous for a in arrays):  # no flat view: in one piece
+                jobs.append((name, p, g, arrays[2:], l2, fresh))
+                continue
+            flat = [a.reshape(-1) for a in arrays]
             for start in range(0, p.size, BLOCK):
                 blocks = [a[start : start + BLOCK] for a in flat]
                 jobs.append((name, blocks[0], blocks[1], blocks[2:], l2, fresh))
 
         def run(share: list) -> None:
             for name, p, g, state, l2, fresh in share:
-                self._update(name, p, g, state, lr=lr, l2=l2, fresh=fresh)
+                self._update(name, p, g, state, lr=lr, l2=l2, fresh=fresh, scale=scale)
 
         if self.threads == 1 or len(jobs) < 2:
             run(jobs)
@@ -123,9 +141,10 @@ class Optimizer:
         lr: float,
         l2: float,
         fresh: bool,
+        scale: float,
     ) -> None:
-        """Update one block ``p`` with its gradient block ``g`` and state blocks ``state``
-        (one per :attr:`slots`; ``fresh``: created for this step, all zeros)."""
+        """Update one block ``p`` with its gradient block ``g`` (times ``scale``) and state
+        blocks ``state`` (one per :attr:`slots`; ``fresh``: created for this step, zeros)."""
         raise NotImplementedError
 
     # -- in-place building blocks ---------------------------------------------------------------
@@ -176,8 +195,8 @@ class SGD(Optimizer):
         # to be applied before the L2 term is folded in, so it takes the general path)
         return -lr if self.momentum == 0.0 and self.wd == 0.0 else 1.0
 
-    def _update(self, name, p, g, state, *, lr, l2, fresh):
-        if self.grad_scale(lr) != 1.0:  # g = -lr dL/dp
+    def _update(self, name, p, g, state, *, lr, l2, fresh, scale):
+        if scale != 1.0:  # g = -lr dL/dp (grad_scale)
             if l2:
                 p *= 1.0 - 2.0 * lr * l2
             p += g
@@ -224,7 +243,7 @@ class Adam(Optimizer):
 
     slots = (".m", ".v")
 
-    def _update(self, name, p, g, state, *, lr, l2, fresh):
+    def _update(self, name, p, g, state, *, lr, l2, fresh, scale):
         self._add_l2(p, g, l2)
         self._decay(name, p, lr)
         m, v = state

@@ -134,6 +134,8 @@ def open_storage(
             return st if path is None else _serialise_sqlite(st)
         except ImportError as e:
             hint = "pymysql" if url.startswith("mysql") else "'psycopg[binary]'"
+            if url.startswith("postgresql+psycopg2"):  # the URL names the older driver
+                hint = "psycopg2-binary, or drop '+psycopg2' from the URL (psycopg 3)"
             raise MlplabError(
                 f"{reach}: database driver missing ({e}); pip install {hint}"
             ) from None

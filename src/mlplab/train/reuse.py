@@ -30,6 +30,7 @@ from typing import Any
 
 from mlplab.config import Config
 from mlplab.data import RawDataset
+from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_json
 from mlplab.train.rundir import data_fingerprint
 
@@ -96,14 +97,21 @@ class Cache:
                 self.reused.append(d)
                 return found
             record = None  # its result file is gone or was written by something else
-        d.mkdir(parents=True, exist_ok=True)
         entry = {"kind": kind, "key": key, "result": result}
-        atomic_write_json(d / RECORD, {**entry, "done": False})
+        _write_record(d, {**entry, "done": False})
         value = run(record is not None)
         digest = hashlib.sha256((d / result).read_bytes()).hexdigest()
-        atomic_write_json(d / RECORD, {**entry, "done": True, "sha256": digest})
+        _write_record(d, {**entry, "done": True, "sha256": digest})
         self.ran.append(d)
         return value
+
+
+def _write_record(directory: Path, record: dict[str, Any]) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(directory / RECORD, record)
+    except OSError as e:
+        raise MlplabError(f"cannot write {directory / RECORD}: {e.strerror or e}") from None
 
 
 def _record(directory: Path, key: str) -> dict[str, Any] | None:

@@ -51,8 +51,9 @@ class Trainer:
     Callbacks: ``on_record(point)`` with every history point; ``on_cycle_end(k)``
     after the last update of cycle ``k`` of a cyclic schedule (snapshot
     ensembles); ``on_step(trainer)`` after every update (checkpoints). ``optimizer``
-    replaces the one the configuration names (its ``decay_names`` and ``l2`` are the
-    caller's to set).
+    replaces the one the configuration names; its ``l2`` must be the configuration's
+    ``lam`` (the recorded cost includes it), and without ``decay_names`` it decays the
+    network's dense weights.
     """
 
     def __init__(
@@ -76,6 +77,13 @@ class Trainer:
         self.on_cycle_end = on_cycle_end
         self.on_step = on_step
         self.schedule = schedule  # overrides the configuration's (learning-rate range test)
+        if optimizer is not None:
+            if optimizer.l2 != cfg.lam:
+                raise ConfigError(
+                    f"the optimizer's l2 ({optimizer.l2}) differs from the configuration's "
+                    f"lam ({cfg.lam}), which the recorded cost includes"
+                )
+            optimizer.decay_names = optimizer.decay_names or set(network.decay_names())
         self.optimizer: Optimizer = optimizer or make_optimizer(
             cfg.optimizer,
             momentum=cfg.momentum,
@@ -144,10 +152,11 @@ class Trainer:
     # -- one update ---------------------------------------------------------------------------
     def _update(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
         opt = self.optimizer
+        scale = opt.grad_scale(lr)
         loss = self.net.loss_grad(
-            xb, yb, self.rng, label_smoothing=self.cfg.label_smoothing, scale=opt.grad_scale(lr)
+            xb, yb, rng=self.rng, label_smoothing=self.cfg.label_smoothing, scale=scale
         )
-        opt.step(self._params, self._grads, lr)
+        opt.step(self._params, self._grads, lr, scale=scale)
         return loss
 
     def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
