@@ -41,15 +41,16 @@ def augment_batch(
 def translate_batch(img: np.ndarray, shifts: np.ndarray, k: int) -> None:
     """Translate each image ``img[i]`` (``(n, C, H, W)``, in place) by ``shifts[i] = (dy, dx)``.
 
-    One gather from a zero-padded copy of the batch: output pixel ``(r, c)`` of image
-    ``i`` is padded pixel ``(r + k - dy, c + k - dx)``, i.e. input pixel ``(r - dy, c - dx)``
-    or 0 where that falls outside the image.
+    Output pixel ``(r, c)`` of image ``i`` is input pixel ``(r - dy, c - dx)``, or 0 where
+    that falls outside the image: the window at ``(k - dy, k - dx)`` of a zero-padded copy
+    of the batch. The images with the same shift (at most ``(2k + 1)^2`` groups) are copied
+    together, one slice each.
     """
-    n, _, h, w = img.shape
-    padded = np.zeros((n, img.shape[1], h + 2 * k, w + 2 * k), dtype=img.dtype)
+    n, c, h, w = img.shape
+    padded = np.zeros((n, c, h + 2 * k, w + 2 * k), dtype=img.dtype)
     padded[:, :, k : k + h, k : k + w] = img
-    rows = (k - shifts[:, 0])[:, None] + np.arange(h)  # (n, H)
-    cols = (k - shifts[:, 1])[:, None] + np.arange(w)  # (n, W)
-    i = np.arange(n)[:, None, None, None]
-    c = np.arange(img.shape[1])[None, :, None, None]
-    img[...] = padded[i, c, rows[:, None, :, None], cols[:, None, None, :]]
+    keys = (shifts[:, 0] + k) * (2 * k + 1) + (shifts[:, 1] + k)
+    order = np.argsort(keys, kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(keys[order])) + 1):
+        dy, dx = shifts[rows[0]]
+        img[rows] = padded[rows, :, k - dy : k - dy + h, k - dx : k - dx + w]
