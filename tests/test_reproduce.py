@@ -210,3 +210,30 @@ def test_inline_markup_renders_in_html():
     assert _inline("**46 %** of `x` in [r](a/b.json) <i>") == (
         '<strong>46 %</strong> of <code>x</code> in <a href="a/b.json">r</a> &lt;i&gt;'
     )
+
+
+def test_second_reproduction_on_one_out_is_refused(tmp_path, real_data_dir):
+    """Two reproductions on one --out would mix their records: the second waits for nobody."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    hold = (
+        "import sys, time, filelock; l = filelock.FileLock(sys.argv[1]); l.acquire(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out / ".reproduce.lock")], stdout=subprocess.PIPE
+    )
+    try:
+        assert p.stdout.readline().strip() == b"held"
+        t = time.perf_counter()
+        args = ["reproduce", "assignment2", "--quick", "--quiet", "--data", str(real_data_dir)]
+        r = CliRunner().invoke(cli, [*args, "--out", str(out)])
+        assert r.exit_code == 2 and "in use by another mlplab reproduce" in r.stderr
+        assert time.perf_counter() - t < 30 and not (out / "report.md").exists()
+    finally:
+        p.kill()
+        p.wait()

@@ -29,6 +29,7 @@ from mlplab.reproduce import studies, trainings
 from mlplab.reproduce.plan import PARTS, Heading, Show, Step
 from mlplab.reproduce.runners import Context, run
 from mlplab.train.reuse import Cache
+from mlplab.train.rundir import file_lock
 
 __all__ = ["PARTS", "SECTIONS", "reproduce", "run_step"]
 
@@ -69,10 +70,27 @@ def reproduce(
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> Path:
-    """Run ``part`` (``assignment2``, ``assignment3``, ``bonus`` or ``all``); return index.html."""
+    """Run ``part`` (``assignment2``, ``assignment3``, ``bonus`` or ``all``); return index.html.
+
+    One reproduction at a time owns ``out`` (a second one is refused at once)."""
     if part not in (*PARTS, "all"):
         raise MlplabError(f"unknown part {part!r}; choose {', '.join(PARTS)} or all")
     outp = prepare_out_dir(out, overwrite=True)
+    busy = f"{outp} is in use by another mlplab reproduce; wait for it or use another --out"
+    with file_lock(outp / ".reproduce.lock", busy, f"output directory {outp}"):
+        return _reproduce(part, outp, data_dir, workers, quick, force, progress, echo)
+
+
+def _reproduce(
+    part: str,
+    outp: Path,
+    data_dir: str | os.PathLike | None,
+    workers: int,
+    quick: bool,
+    force: bool,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> Path:
     start = time.perf_counter()
     raw = load_cifar10(data_dir, progress=progress)
     ctx = Context(
