@@ -101,7 +101,10 @@ def test_in_place_step_is_the_textbook_formula_bit_for_bit(case, threads):
         g = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
         scale = ours.grad_scale(lr)
         scaled = {k: v * np.float32(scale) for k, v in g.items()}
+        kept = {k: v.copy() for k, v in scaled.items()}
         ours.step(p1, scaled, lr, scale=scale)
+        for k in shapes:  # read, never written (no write-back of the gradient's memory)
+            np.testing.assert_array_equal(scaled[k], kept[k])
         ref.step(p2, {k: v.copy() for k, v in g.items()}, lr)
         for k in shapes:
             if ours.grad_scale(lr) == 1.0:

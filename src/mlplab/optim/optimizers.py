@@ -15,9 +15,9 @@ gradient of the parameters in ``decay_names`` (PyTorch's ``weight_decay = 2 * l2
 - ``decoupled_weight_decay`` (AdamW / SGDW): ``p *= 1 - lr * wd`` before the step,
   on the parameters in ``decay_names``; AdamW is Adam with it.
 
-Every update works in place, on the arrays themselves, a scratch buffer and the
-gradient arrays (which the step consumes): no temporary array per step, and cache-sized
-blocks of each parameter at a time. Each
+Every update works in place, on the arrays themselves and two scratch buffers, reading
+the gradient without writing it: no temporary array per step, and cache-sized blocks of
+each parameter at a time, so that each array crosses the memory bus once per step. Each
 in-place operation below is the same floating-point operation as the textbook
 expression in the comment beside it, so the results are the same bits.
 
@@ -66,7 +66,7 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
         self.threads = threads
-        self._local = threading.local()  # one scratch buffer per thread
+        self._local = threading.local()  # scratch buffers, one pair per thread
         self._pool: ThreadPoolExecutor | None = None
 
     def grad_scale(self, lr: float) -> float:
@@ -87,8 +87,8 @@ class Optimizer:
         """Update every array of ``params`` in place with learning rate ``lr``.
 
         ``grads[k]`` hold ``scale * dL/dparams[k]`` of the data loss (no L2 term), with
-        ``scale`` 1 (plain gradients) or ``self.grad_scale(lr)``; they are used as scratch
-        space and hold no gradient afterwards. A large parameter is updated in blocks of
+        ``scale`` 1 (plain gradients) or ``self.grad_scale(lr)``; they are read, never
+        written. A large parameter is updated in blocks of
         :data:`BLOCK` elements, so that the several in-place passes of an update run on
         arrays that stay in the CPU cache, and with ``threads > 1`` the blocks are shared
         among that many threads; every operation is elementwise, so neither changes a
@@ -148,18 +148,22 @@ class Optimizer:
         raise NotImplementedError
 
     # -- in-place building blocks ---------------------------------------------------------------
-    def _scratch(self, like: np.ndarray) -> np.ndarray:
-        """A reusable array of ``like``'s shape and dtype (one buffer per thread)."""
-        buf = getattr(self._local, "buffer", None)
-        if buf is None or buf.size < like.size or buf.dtype != like.dtype:
-            buf = self._local.buffer = np.empty(like.size, dtype=like.dtype)
-        return buf[: like.size].reshape(like.shape)
+    def _scratch(self, like: np.ndarray, k: int = 0) -> np.ndarray:
+        """Reusable array ``k`` (0 or 1) of ``like``'s shape and dtype, one set per thread."""
+        bufs = getattr(self._local, "buffers", None)
+        if bufs is None or bufs[0].size < like.size or bufs[0].dtype != like.dtype:
+            bufs = self._local.buffers = [np.empty(like.size, like.dtype) for _ in range(2)]
+        return bufs[k][: like.size].reshape(like.shape)
 
-    def _add_l2(self, p: np.ndarray, g: np.ndarray, l2: float) -> None:
-        if l2:
-            s = self._scratch(p)
-            np.multiply(p, 2.0 * l2, out=s)
-            g += s  # g = g + (2 l2) p
+    def _with_l2(self, p: np.ndarray, g: np.ndarray, l2: float) -> np.ndarray:
+        """``g + 2 l2 p`` (in scratch array 0), or ``g`` itself without L2; ``g`` is only read,
+        so its block is never written back to memory."""
+        if not l2:
+            return g
+        s = self._scratch(p)
+        np.multiply(p, 2.0 * l2, out=s)
+        s += g  # s = g + (2 l2) p
+        return s
 
     def _decay(self, name: str, p: np.ndarray, lr: float) -> None:
         if self.wd and name in self.decay_names:
@@ -201,12 +205,12 @@ class SGD(Optimizer):
                 p *= 1.0 - 2.0 * lr * l2
             p += g
             return
-        self._add_l2(p, g, l2)
+        g = self._with_l2(p, g, l2)
         self._decay(name, p, lr)
-        mu = self.momentum
+        mu, s = self.momentum, self._scratch(p, 1)
         if mu == 0.0:
-            g *= lr
-            p -= g  # p = p - lr g
+            np.multiply(g, lr, out=s)
+            p -= s  # p = p - lr g
             return
         (v,) = state
         if fresh:
@@ -215,14 +219,13 @@ class SGD(Optimizer):
             v *= mu
             v += g  # v = mu v + g
         if self.nesterov:
-            s = self._scratch(p)
             np.multiply(v, mu, out=s)
-            g += s
-            g *= lr
-            p -= g  # p = p - lr (g + mu v)
+            s += g
+            s *= lr
+            p -= s  # p = p - lr (g + mu v)
         else:
-            np.multiply(v, lr, out=g)
-            p -= g  # p = p - lr v
+            np.multiply(v, lr, out=s)
+            p -= s  # p = p - lr v
 
 
 class Adam(Optimizer):
@@ -244,26 +247,26 @@ class Adam(Optimizer):
     slots = (".m", ".v")
 
     def _update(self, name, p, g, state, *, lr, l2, fresh, scale):
-        self._add_l2(p, g, l2)
+        g = self._with_l2(p, g, l2)
         self._decay(name, p, lr)
         m, v = state
         b1, b2 = self.beta1, self.beta2
-        s = self._scratch(p)
+        s, t = self._scratch(p, 1), self._scratch(p, 0)  # t may hold g: last used below
         np.multiply(g, 1 - b1, out=s)
         m *= b1
         m += s  # m = b1 m + (1 - b1) g
-        g *= g
-        g *= 1 - b2
+        np.multiply(g, g, out=s)
+        s *= 1 - b2
         v *= b2
-        v += g  # v = b2 v + (1 - b2) g^2
+        v += s  # v = b2 v + (1 - b2) g^2
         c1 = 1 - b1**self.t
         c2 = 1 - b2**self.t
         np.divide(v, c2, out=s)
         np.sqrt(s, out=s)
         s += self.eps  # s = sqrt(v / c2) + eps
-        np.multiply(m, lr / c1, out=g)
-        g /= s
-        p -= g  # p = p - (lr / c1) m / s
+        np.multiply(m, lr / c1, out=t)
+        t /= s
+        p -= t  # p = p - (lr / c1) m / s
 
 
 #: name -> constructor from (momentum, keywords of :class:`Optimizer`).
