@@ -1,0 +1,72 @@
+"""The floors of docs/ARCHITECTURE.md: no module imports from a floor above its own, but for
+the two exceptions written there; and no module is over 450 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "mlplab"
+#: top-level module or package -> floor (higher floors may import lower ones)
+FLOORS = {
+    **dict.fromkeys(["config", "fileio", "machine", "errors", "faults"], 0),
+    "report.__init__": 0,
+    "report.document": 0,
+    "report.plots": 0,
+    "data": 1,
+    "nn": 2,
+    "optim": 3,
+    "gradcheck": 3,
+    "train": 4,
+    "search": 5,
+    "report.search": 5,
+    "reproduce": 6,
+    **{p.stem: 7 for p in SRC.glob("cli*.py")},
+}
+#: (importer, imported) allowed upwards, with their reason in docs/ARCHITECTURE.md
+EXCEPTIONS = {
+    ("config", "optim.schedules"),
+    ("config", "nn.init"),
+    ("config", "optim.optimizers"),
+}
+
+
+def _floor(dotted: str) -> tuple[str, int] | None:
+    parts = dotted.split(".")
+    for n in (2, 1):
+        key = ".".join(parts[:n])
+        if key in FLOORS:
+            return key, FLOORS[key]
+    return None
+
+
+def _imports(path: Path):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlplab."):
+            yield node.module[len("mlplab.") :], node.lineno
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("mlplab."):
+                    yield a.name[len("mlplab.") :], node.lineno
+
+
+def test_no_module_imports_from_a_floor_above_its_own():
+    upward = []
+    for path in sorted(SRC.rglob("*.py")):
+        me = ".".join(path.relative_to(SRC).with_suffix("").parts)
+        mine = _floor(me)
+        if mine is None:  # mlplab/__init__.py
+            continue
+        for target, line in _imports(path):
+            theirs = _floor(target)
+            if theirs and theirs[1] > mine[1] and (me, target) not in EXCEPTIONS:
+                upward.append(f"{me}:{line} imports {target} (floor {theirs[1]} > {mine[1]})")
+    assert not upward, "\n".join(upward)
+
+
+def test_every_module_is_placed_and_small():
+    for path in sorted(SRC.rglob("*.py")):
+        me = ".".join(path.relative_to(SRC).with_suffix("").parts)
+        assert me == "__init__" or _floor(me), f"{me} is on no floor of the house plan"
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 450, f"{me} has {lines} lines"
