@@ -208,3 +208,27 @@ def test_keep_best_restores_best_validation_weights_and_early_stop():
     cfg = _cfg(schedule="constant", eta=1e-9, epochs=20, early_stop=3, record_every=4)
     _, tr = _train(cfg)
     assert tr.stopped_early and tr.step < cfg.total_updates(400)
+
+
+def test_batches_gathered_ahead_are_the_rows_asked_for():
+    """BatchGather: a prefetched batch, a batch not prefetched (a new epoch) and the other
+    buffer left alone while the next one is gathered."""
+    from mlplab.train.trainer import BatchGather
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 7)).astype(np.float32)
+    g = BatchGather(X, 5)
+    try:
+        perm = rng.permutation(50)
+        first = g.take(0, perm[:5])
+        np.testing.assert_array_equal(first, X[perm[:5]])
+        kept = first.copy()
+        g.prefetch(1, perm[5:10])
+        second = g.take(1, perm[5:10])
+        np.testing.assert_array_equal(second, X[perm[5:10]])
+        np.testing.assert_array_equal(first, kept)  # the other buffer was not touched
+        assert second is not first
+        other = rng.permutation(50)[:5]  # a step with no prefetch (e.g. a new epoch)
+        np.testing.assert_array_equal(g.take(2, other), X[other])
+    finally:
+        g.close()

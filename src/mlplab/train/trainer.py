@@ -2,7 +2,8 @@
 
 Every epoch draws one permutation of the training rows from the run's
 generator; mini-batch ``b`` of the epoch is rows ``perm[b*B:(b+1)*B]``, gathered
-into one preallocated buffer (no per-step allocation of batch arrays). An epoch
+into one of two preallocated buffers (no per-step allocation of batch arrays; the
+next batch is gathered while the current one computes, see :class:`BatchGather`). An epoch
 has ``floor(n / B)`` updates; the few rows left over by a permutation are seen
 in other epochs. The learning rate of update ``t`` (counted from 0) is
 ``schedule(t)``. The history is recorded at step 0, every ``record_every``
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,45 @@ def record_interval(cfg: Config, n_train: int) -> int:
     if cfg.schedule == "cyclic":
         return max(1, (2 * cfg.resolved_n_s(n_train)) // cfg.record_per_cycle)
     return max(1, n_train // cfg.batch_size)
+
+
+class BatchGather:
+    """Mini-batches of ``X`` gathered into two alternating buffers of ``B`` rows.
+
+    While one update computes, a helper thread gathers the rows of the next one when they
+    are known, that is within an epoch (the next epoch's permutation is drawn from the run's
+    generator only when it starts); NumPy releases the GIL inside ``np.take``. It only moves
+    data: no number changes.
+    """
+
+    def __init__(self, X: np.ndarray, B: int) -> None:
+        self.X = X
+        self.buffers = [np.empty((B, X.shape[1]), dtype=X.dtype) for _ in range(2)]
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlplab-gather")
+        self.pending: tuple[int, Future[None]] | None = None
+
+    def _gather(self, idx: np.ndarray, out: np.ndarray) -> None:
+        # mode="clip": with the default "raise", numpy gathers into a fresh temporary and
+        # copies it into ``out`` (twice the traffic plus an allocation per step); indices from
+        # a permutation are always in range.
+        np.take(self.X, idx, axis=0, out=out, mode="clip")
+
+    def take(self, step: int, idx: np.ndarray) -> np.ndarray:
+        """The rows ``idx`` of update ``step``, in that update's buffer."""
+        out = self.buffers[step % 2]
+        if self.pending is not None and self.pending[0] == step:
+            self.pending[1].result()
+        else:
+            self._gather(idx, out)
+        self.pending = None
+        return out
+
+    def prefetch(self, step: int, idx: np.ndarray) -> None:
+        """Start gathering the rows ``idx`` of update ``step`` (the next one)."""
+        self.pending = (step, self.pool.submit(self._gather, idx, self.buffers[step % 2]))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 class Trainer:
@@ -234,7 +275,7 @@ class Trainer:
         per_epoch = n // B
         cycle_len = schedule.cycle_length if isinstance(schedule, Cyclic) else 0
         augment = cfg.flip or cfg.translate or cfg.noise_std
-        xb = np.empty((B, X.shape[1]), dtype=X.dtype)
+        batches = BatchGather(X, B)
         self._params, self._grads = net.params(), net.grads()
         start = time.perf_counter() - self.seconds
         if record and self.step == 0 and not self.history:
@@ -261,10 +302,9 @@ class Trainer:
                 if b == 0:
                     self.perm = rng.permutation(n)
                 idx = self.perm[b * B : (b + 1) * B]
-                # mode="clip": with the default "raise", numpy gathers into a fresh temporary
-                # and copies it into ``out`` (twice the traffic plus an allocation per step);
-                # indices from a permutation are always in range.
-                np.take(X, idx, axis=0, out=xb, mode="clip")
+                xb = batches.take(self.step, idx)
+                if b + 1 < per_epoch and self.step + 1 < stop:  # the next rows are known
+                    batches.prefetch(self.step + 1, self.perm[(b + 1) * B : (b + 2) * B])
                 yb = y[idx]
                 if augment:
                     augment_batch(
@@ -292,6 +332,7 @@ class Trainer:
                 if self.on_step:
                     self.on_step(self)
         finally:
+            batches.close()
             errstate.__exit__(None, None, None)
             bar.close()
             self.seconds = time.perf_counter() - start
