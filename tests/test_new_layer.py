@@ -113,6 +113,27 @@ def test_the_network_scales_the_gradients_of_a_layer_that_does_not(optimizer):
         np.testing.assert_array_equal(v, nets[1][k], err_msg=k)
 
 
+def test_a_subclass_of_dense_with_the_plain_contract_is_scaled_by_the_network():
+    """``takes_scale`` is not inherited by a ``backward`` that does not take the scale."""
+
+    class ClippedDense(Dense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            np.clip(self.grads["W"], -1, 1, out=self.grads["W"])
+            return dx
+
+    rng = np.random.default_rng(3)
+    W1, W2 = rng.standard_normal((12, 9)), rng.standard_normal((9, 10))
+    X, y = rng.standard_normal((7, 12)), rng.integers(0, 10, 7)
+    grads = []
+    for scale in (1.0, -0.1):
+        net = Network([Dense(W1.copy()), ClippedDense(W2.copy(), np.zeros(10))])
+        net.loss_grad(X, y, scale=scale)
+        grads.append(net.grads()["dense2.W"].copy())
+    assert not ClippedDense(W2).scales_itself() and Dense(W2).scales_itself()
+    np.testing.assert_allclose(grads[1], -0.1 * grads[0], rtol=1e-12)
+
+
 def test_a_new_layer_trains_and_round_trips_through_a_model_file(registered, tmp_path):
     rng = np.random.default_rng(1)
     net = _net(rng, dtype=np.float32)

@@ -9,7 +9,8 @@ Conventions shared by every layer (row-major samples):
   ``dL/dx`` of shape ``(n, d_in)`` (or ``None`` where the layer was told that no
   one needs it) and overwrites ``self.grads[k]`` with ``dL/dparams[k]`` for every
   ``k`` in ``self.params``. It never modifies ``dout``.
-- A layer whose class sets ``takes_scale = True`` accepts ``backward(dout, scale)``
+- A layer class that defines ``backward`` and sets ``takes_scale = True`` beside it
+  accepts ``backward(dout, scale)``
   and writes ``scale * dL/dparams[k]`` instead: the optimiser asks for a scale
   (plain SGD for ``-lr``, so that the weight-gradient GEMM writes the update itself,
   see :mod:`mlplab.optim.optimizers`), and :meth:`Network.backward` scales the
@@ -37,6 +38,15 @@ class Layer:
     kind: ClassVar[str] = "layer"
     decay: ClassVar[tuple[str, ...]] = ()  # names of params under L2 regularisation
     takes_scale: ClassVar[bool] = False  # backward(dout, scale) scales the gradients itself
+
+    def scales_itself(self) -> bool:
+        """Whether ``backward`` takes ``scale``: ``takes_scale`` as set by the class that
+        defines the ``backward`` in use (a subclass that overrides ``backward`` with the
+        plain contract does not inherit it)."""
+        for cls in type(self).__mro__:
+            if "backward" in cls.__dict__:
+                return bool(cls.__dict__.get("takes_scale", False))
+        return False
 
     def __init__(self) -> None:
         self.name = self.kind

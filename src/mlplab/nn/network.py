@@ -180,7 +180,7 @@ class Network:
         d: np.ndarray | None = dlogits
         for layer in reversed(self.layers):
             assert d is not None
-            if layer.takes_scale:
+            if layer.scales_itself():
                 d = layer.backward(d, scale)
                 continue
             d = layer.backward(d)
