@@ -179,7 +179,8 @@ def lr_range(
     default=None,
     metavar="A,B",
     help="Only these ingredients (batch-norm, dropout, flips, translations, noise, "
-    "augmentation (all three), label-smoothing, l2).",
+    "augmentation (all three), whitening, label-smoothing, l2); the snapshot ensemble and "
+    "flip averaging are always scored (they need no training).",
 )
 @data_option
 @out_option("runs/ablation")

@@ -36,6 +36,7 @@ class Config:
     # data
     split: str = "batch"  # batch | 45k | 49k | all | "NTRAIN/NVAL"
     n_train: int = 0  # keep only the first n_train training samples (0: all)
+    zca_eps: float = 0.0  # ZCA-whiten with this eps, fitted on the training split (0: off)
     # model
     hidden: list[int] = field(default_factory=lambda: [50])
     init: str = "course"  # course | he | xavier | normal
@@ -67,6 +68,7 @@ class Config:
     flip: bool = False
     translate: int = 0
     noise_std: float = 0.0
+    flip_average: bool = False  # predict with the mean over each test image and its mirror
     # model selection and ensembles
     snapshot_ensemble: bool = False  # keep the model at the end of every cycle (cyclic)
     keep_best: bool = False  # end with the weights of the best validation accuracy
@@ -117,6 +119,7 @@ class Config:
             "init_sigma",
             "epochs",
             "n_s_k",
+            "zca_eps",
         ):
             v = getattr(self, k)
             if not math.isfinite(v):

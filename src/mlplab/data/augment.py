@@ -38,6 +38,14 @@ def augment_batch(
         x += (rng.standard_normal(x.shape) * noise_std).astype(x.dtype, copy=False)
 
 
+def flip_permutation(d: int, channels: int = 3) -> np.ndarray | None:
+    """Column order of the horizontally flipped image (``x[:, perm]`` mirrors every row),
+    or None when ``d`` is not ``channels`` planes of 32x32."""
+    if d != channels * SIDE * SIDE:
+        return None
+    return np.arange(d).reshape(channels, SIDE, SIDE)[:, :, ::-1].ravel()
+
+
 def translate_batch(img: np.ndarray, shifts: np.ndarray, k: int) -> None:
     """Translate each image ``img[i]`` (``(n, C, H, W)``, in place) by ``shifts[i] = (dy, dx)``.
 

@@ -24,8 +24,9 @@ ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
 
 
 def split_key(cfg: Config) -> str:
-    """What decides a split's arrays: split, n_train, dtype and seed."""
-    return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}-seed{cfg.seed}"
+    """What decides a split's arrays: split, n_train, dtype, whitening and seed."""
+    zca = f"-zca{cfg.zca_eps!r}" if cfg.zca_eps else ""
+    return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}{zca}-seed{cfg.seed}"
 
 
 def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
@@ -43,9 +44,11 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
             if json.loads((final / "meta.json").read_text())["data"] == data:
                 continue
         rng = np.random.default_rng(cfg.seed)
-        sp = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+        sp = make_splits(
+            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
+        )
         with atomic_directory(final) as tmp:
-            for name in ARRAYS:
+            for name in ARRAYS + (("whiten",) if sp.whiten is not None else ()):
                 a = getattr(sp, name)
                 atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
             meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
@@ -64,7 +67,8 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
         raise MlplabError(
             f"the prepared split {d} is missing or damaged ({e}); run the command again"
         ) from None
-    arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in ARRAYS}
+    names = ARRAYS + (("whiten",) if cfg.zca_eps else ())
+    arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in names}
     rng = np.random.default_rng(0)
     rng.bit_generator.state = meta["rng"]
     empty = np.empty((0, arrays["x_train"].shape[1]), np.uint8)

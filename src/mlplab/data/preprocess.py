@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlplab.data.batches import N_PIXELS, RawDataset
+from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, DataError
 
 #: Named splits; ``"NNNN/MMMM"`` (e.g. ``"2000/500"``) is accepted as well.
@@ -39,6 +40,7 @@ __all__ = [
     "parse_split",
     "standardize",
     "to_hwc",
+    "transform_pixels",
 ]
 
 
@@ -52,6 +54,9 @@ class Splits:
     mean, std: (3072,) float64 statistics of the training split on the
     ``pixels / 255`` scale (std with zeros replaced by 1), so that
     ``x = (pixels / 255 - mean) / std``.
+    whiten: ``None``, or the ``(3072, 3072)`` ZCA matrix ``W`` (in the arrays' dtype,
+    fitted on the standardised training split) applied after standardising, every row
+    ``x`` becoming ``x @ W`` (:mod:`mlplab.data.whiten`).
 
     The test set is kept as its uint8 ``test_pixels`` and standardised (by
     :func:`standardize`, as a saved model does) when ``x_test`` is first read, after
@@ -68,10 +73,13 @@ class Splits:
     std: np.ndarray
     classes: tuple[str, ...]
     name: str
+    whiten: np.ndarray | None = None
 
     @functools.cached_property
     def x_test(self) -> np.ndarray:
-        return standardize(self.test_pixels, self.mean, self.std, self.x_train.dtype)
+        return transform_pixels(
+            self.test_pixels, self.mean, self.std, self.whiten, self.x_train.dtype
+        )
 
 
 def parse_split(split: str) -> tuple[str, tuple[int, int] | None]:
@@ -187,6 +195,21 @@ def standardize(
     return out
 
 
+def transform_pixels(
+    x: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    whiten: np.ndarray | None,
+    dtype: np.dtype | type = np.float32,
+) -> np.ndarray:
+    """Raw uint8 pixels ``(n, d)`` to network inputs: :func:`standardize`, then ``@ whiten``
+    when there is one. The training splits, saved models and exports compute exactly this."""
+    out = standardize(x, mean, std, dtype)
+    if whiten is not None:
+        apply_whitening(out, whiten)
+    return out
+
+
 def _standardize_inplace(
     x: np.ndarray, mean_scaled: np.ndarray, std: np.ndarray, scale: float
 ) -> None:
@@ -202,6 +225,7 @@ def make_splits(
     *,
     n_train: int | None = None,
     dtype: np.dtype | type = np.float32,
+    zca_eps: float = 0.0,
 ) -> Splits:
     """Build standardised train/validation/test arrays.
 
@@ -219,6 +243,8 @@ def make_splits(
     n_train: keep only the first ``n_train`` samples of the training split
         (statistics are those of the kept samples); validation unchanged.
     dtype: float32 (default) or float64.
+    zca_eps: if > 0, ZCA-whiten with this ``eps`` (fitted on the standardised training
+        split, :func:`mlplab.data.whiten.fit_zca`; ``Splits.whiten`` holds the matrix).
 
     Returns :class:`Splits` with x_* of shape (n, 3072) and ``dtype``.  Same
     ``rng`` state gives identical splits; the global RNG is never used.
@@ -250,6 +276,11 @@ def make_splits(
     _standardize_inplace(x_train, mean255, std, 255.0)
     x_val = _gather(raw.x_train, va, dtype)
     _standardize_inplace(x_val, mean255, std, 255.0)
+    whiten = None
+    if zca_eps:
+        whiten = fit_zca(x_train, zca_eps).astype(dtype)
+        apply_whitening(x_train, whiten)
+        apply_whitening(x_val, whiten)
     return Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],
@@ -261,6 +292,7 @@ def make_splits(
         std=std,
         classes=tuple(raw.classes),
         name=name,
+        whiten=whiten,
     )
 
 

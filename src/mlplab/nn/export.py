@@ -2,14 +2,19 @@
 the ``torch.nn.Sequential`` of the same layers). Both carry the model's standardisation.
 
 * ONNX: input ``pixels`` ``(N, 3072)`` float32, raw pixel values 0..255 in CIFAR order
-  (R plane, G plane, B plane); the graph standardises them (``(x/255 - mean)/std``), runs
+  (R plane, G plane, B plane); the graph standardises them (``(x/255 - mean)/std``, then
+  ``MatMul`` by the ZCA matrix ``whiten`` of a whitened model), runs
   the layers (``MatMul``/``Add``, ``Relu``, ``BatchNormalization`` with the running
   statistics; dropout is the identity at inference) and returns ``logits`` and
-  ``probabilities`` ``(N, K)``.
+  ``probabilities`` ``(N, K)``. A model that averages over flips (``flip_average``) runs
+  the mirrored rows too and returns the mean probabilities (``logits`` are their log).
 * safetensors: the ``state_dict`` of ``torch.nn.Sequential`` with one module per mlplab layer
   (``Linear`` weights transposed to ``(d_out, d_in)``, ``BatchNorm1d`` with its running
   statistics, ``ReLU`` and ``Dropout`` without tensors), plus ``mlplab.mean`` and
-  ``mlplab.std``; the metadata holds the layer list (``layers``, JSON) and ``classes``.
+  ``mlplab.std`` (and ``mlplab.whiten``, the ``(d, d)`` ZCA matrix applied after
+  standardising, for a whitened model); the metadata holds the layer list (``layers``,
+  JSON), ``classes`` and ``flip_average`` (``true``: average the probabilities of each
+  image and its mirror, as mlplab does).
 
 Both need optional packages (``pip install 'mlplab[export]'``); the library never imports
 torch.
@@ -25,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.data.augment import flip_permutation
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_bytes
 from mlplab.nn.layers import Layer
@@ -103,6 +109,18 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
         helper.make_node("Add", ["x0", "shift"], ["h0"]),
     ]
     h = "h0"
+    if model.whiten is not None:
+        inits.append(arr(model.whiten, "whiten"))
+        nodes.append(helper.make_node("MatMul", ["h0", "whiten"], ["hw"]))
+        h = "hw"
+    if model.flip_average:  # the mirrored rows follow the rows: a batch of 2N through the net
+        perm = flip_permutation(model.network.d_in)
+        inits.append(numpy_helper.from_array(np.asarray(perm, np.int64), "mirror"))
+        nodes += [
+            helper.make_node("Gather", [h, "mirror"], ["hm"], axis=1),
+            helper.make_node("Concat", [h, "hm"], ["hc"], axis=0),
+        ]
+        h = "hc"
     for i, layer in enumerate(model.network.layers, start=1):
         if layer.kind not in ONNX_NODES:
             raise MlplabError(f"cannot export a layer of kind {layer.kind!r} to ONNX")
@@ -110,11 +128,20 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
         nodes += more_nodes
         inits += more_inits
         h = f"h{i}"
-    nodes += [
-        helper.make_node("Identity", [h], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
     k = model.network.n_classes
+    if model.flip_average:  # probabilities: the mean of both views; logits: their log
+        inits.append(numpy_helper.from_array(np.array([2, -1, k], np.int64), "views"))
+        nodes += [
+            helper.make_node("Softmax", [h], ["p2"], axis=1),
+            helper.make_node("Reshape", ["p2", "views"], ["p3"]),
+            helper.make_node("ReduceMean", ["p3"], ["probabilities"], axes=[0], keepdims=0),
+            helper.make_node("Log", ["probabilities"], ["logits"]),
+        ]
+    else:
+        nodes += [
+            helper.make_node("Identity", [h], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ]
     graph = helper.make_graph(
         nodes,
         "mlplab",
@@ -176,6 +203,8 @@ def torch_state(model: SavedModel) -> tuple[dict[str, np.ndarray], list[dict[str
         tensors |= more
         layers.append(module)
     tensors["mlplab.mean"], tensors["mlplab.std"] = np.array(model.mean), np.array(model.std)
+    if model.whiten is not None:
+        tensors["mlplab.whiten"] = np.array(model.whiten)
     return tensors, layers
 
 
@@ -185,6 +214,7 @@ def to_safetensors(model: SavedModel) -> bytes:
     tensors, layers = torch_state(model)
     meta = {
         "format": "mlplab-torch-sequential",
+        "flip_average": json.dumps(model.flip_average),
         "layers": json.dumps(layers),
         "classes": json.dumps(list(model.classes)),
     }

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.data.augment import flip_permutation
 from mlplab.errors import ConfigError
 from mlplab.nn.init import init_weights
 from mlplab.nn.layers import BatchNorm, Dense, Dropout, Layer, ReLU, layer_from_spec
@@ -225,9 +226,24 @@ class Network:
             out[i : i + batch_size] = self.forward(X[i : i + batch_size], train=False)
         return out
 
-    def predict_proba(self, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class probabilities ``(n, K)`` in evaluation mode."""
-        return softmax(self.logits(X, batch_size))
+    def predict_proba(
+        self, X: np.ndarray, batch_size: int = 1000, *, flip_average: bool = False
+    ) -> np.ndarray:
+        """Class probabilities ``(n, K)`` in evaluation mode.
+
+        ``flip_average``: the mean of the probabilities of each row and of its mirror image
+        (rows of 32x32 images, mirrored as the trainer's flips mirror them).
+        """
+        probs = softmax(self.logits(X, batch_size))
+        if flip_average:
+            perm = flip_permutation(X.shape[1])
+            if perm is None:
+                raise ConfigError(f"flip averaging needs rows of 32x32 images, not {X.shape[1]}")
+            for i in range(0, X.shape[0], batch_size):
+                rows = np.take(X[i : i + batch_size], perm, axis=1)
+                probs[i : i + batch_size] += softmax(self.forward(rows, train=False))
+            probs *= 0.5
+        return probs
 
     def evaluate(
         self, X: np.ndarray, y: np.ndarray, lam: float = 0.0, batch_size: int = 1000

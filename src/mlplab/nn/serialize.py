@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.data.preprocess import standardize
+from mlplab.data.preprocess import transform_pixels
 from mlplab.errors import MlplabError, ModelFileError
 from mlplab.fileio import load_model_files, save_model
 from mlplab.nn.network import Network
@@ -16,18 +16,30 @@ from mlplab.nn.network import Network
 
 @dataclass
 class SavedModel:
-    """A network plus the standardisation it was trained with and the class names."""
+    """A network plus the input transform it was trained with and the class names.
+
+    The transform is ``x -> ((x / 255 - mean) / std) @ whiten`` (no ``@ whiten`` when it is
+    None): standardisation, then the optional ZCA matrix fitted on the training split.
+    """
 
     network: Network
     mean: np.ndarray  # (d,) float64 training mean of pixels/255
     std: np.ndarray  # (d,) float64 training std of pixels/255
     classes: tuple[str, ...]
     meta: dict[str, Any]
+    whiten: np.ndarray | None = None  # (d, d) in the network's dtype, or None
+    flip_average: bool = False  # predictions: mean over each image and its mirror
+
+    def predict_proba(self, x_uint8: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities ``(n, K)`` of raw pixels, as the run scored the test set."""
+        return self.network.predict_proba(
+            self.preprocess(x_uint8), batch_size, flip_average=self.flip_average
+        )
 
     def preprocess(self, x_uint8: np.ndarray) -> np.ndarray:
-        """``(x / 255 - mean) / std`` in the network's dtype, for raw ``(n, d)`` pixels: the
-        same function, so the same numbers, as the training-time standardisation."""
-        return standardize(x_uint8, self.mean, self.std, self.network.dtype)
+        """The network's inputs for raw ``(n, d)`` pixels, in its dtype: the same function,
+        so the same numbers, as the training-time transform."""
+        return transform_pixels(x_uint8, self.mean, self.std, self.whiten, self.network.dtype)
 
 
 def save_network(
@@ -37,18 +49,29 @@ def save_network(
     std: np.ndarray,
     classes: tuple[str, ...],
     extra: dict[str, Any] | None = None,
+    *,
+    whiten: np.ndarray | None = None,
+    flip_average: bool = False,
 ) -> None:
-    """Write ``path.npz`` (parameters, buffers, preprocessing) and ``path.json`` (architecture)."""
+    """Write ``path.npz`` (parameters, buffers, input transform) and ``path.json``
+    (architecture); ``whiten`` is stored as ``preprocess/whiten`` in the network's dtype,
+    ``flip_average`` in the JSON."""
     arrays = {f"net/{k}": v for k, v in net.state().items()}
     arrays["preprocess/mean"] = np.asarray(mean, dtype=np.float64)
     arrays["preprocess/std"] = np.asarray(std, dtype=np.float64)
+    if whiten is not None:
+        arrays["preprocess/whiten"] = np.asarray(whiten, dtype=net.dtype)
     meta = {
         "dtype": np.dtype(net.dtype).name,
         "layers": net.spec(),
         "classes": list(classes),
+        "flip_average": bool(flip_average),
         **(extra or {}),
     }
     save_model(path, meta, arrays)
+
+
+_PREPROCESS = ("preprocess/mean", "preprocess/std", "preprocess/whiten")
 
 
 def _check_layers(path: str | os.PathLike, layers: Any, stored_bytes: int) -> None:
@@ -108,6 +131,24 @@ def load_network(path: str | os.PathLike) -> SavedModel:
             raise ModelFileError(f"{path}: array {key!r} is missing")
         if arrays[key].shape != (d,) or arrays[key].dtype != np.float64:
             raise ModelFileError(f"{path}: array {key!r} must be float64 of shape ({d},)")
+    whiten = arrays.get("preprocess/whiten")
+    if whiten is not None and (whiten.shape != (d, d) or whiten.dtype != net.dtype):
+        raise ModelFileError(
+            f"{path}: array 'preprocess/whiten' must be {np.dtype(net.dtype).name} of shape "
+            f"({d}, {d})"
+        )
+    for key, a in arrays.items():
+        if key.startswith("preprocess/") and not np.isfinite(a).all():
+            raise ModelFileError(f"{path}: array {key!r} holds NaN or infinity")
+    unknown = sorted(k for k in arrays if not k.startswith("net/") and k not in _PREPROCESS)
+    if unknown:
+        raise ModelFileError(f"{path}: unexpected arrays {unknown}")
     if len(classes) != net.n_classes:
         raise ModelFileError(f"{path}: {len(classes)} class names for {net.n_classes} outputs")
-    return SavedModel(net, arrays["preprocess/mean"], arrays["preprocess/std"], classes, meta)
+    flip_average = meta.get("flip_average", False)  # absent in older model files
+    if not isinstance(flip_average, bool):
+        raise ModelFileError(f"{path}: 'flip_average' must be true or false")
+    if flip_average and d != 3072:
+        raise ModelFileError(f"{path}: flip averaging needs 3072 inputs (32x32 RGB), not {d}")
+    mean, std = arrays["preprocess/mean"], arrays["preprocess/std"]
+    return SavedModel(net, mean, std, classes, meta, whiten, flip_average)

@@ -1,8 +1,9 @@
 """Ablation of a recipe: the full recipe, then each ingredient removed in turn.
 
 Ingredients are recognised from the recipe's own settings (only those it uses
-are ablated). The snapshot ensemble needs no extra training: removing it means
-scoring the final model (the last snapshot) of the full run instead.
+are ablated). The snapshot ensemble and test-time flip averaging need no extra
+training: removing the ensemble means scoring the final model (the last snapshot)
+of the full run, removing flip averaging scoring the single views of the same run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ INGREDIENTS: dict[str, tuple[Callable[[Config], bool], dict[str, str]]] = {
         lambda c: c.flip or c.translate > 0 or c.noise_std > 0,
         {"flip": "false", "translate": "0", "noise_std": "0"},
     ),
+    "whitening": (lambda c: c.zca_eps > 0, {"zca_eps": "0"}),
     "label-smoothing": (lambda c: c.label_smoothing > 0, {"label_smoothing": "0"}),
     "l2": (lambda c: c.lam > 0, {"lam": "0"}),
 }
@@ -53,7 +55,7 @@ def run_ablation(
     :mod:`.reuse`); write ``ablation.md`` and ``ablation.json``."""
     names = [n for n, (uses, _) in INGREDIENTS.items() if uses(cfg)]
     if only:
-        unknown = sorted(set(only) - set(INGREDIENTS) - {"snapshot-ensemble"})
+        unknown = sorted(set(only) - set(INGREDIENTS) - {"snapshot-ensemble", "flip-averaging"})
         if unknown:
             raise ConfigError(f"unknown ingredients {unknown}; known: {sorted(INGREDIENTS)}")
         names = [n for n in names if n in only]
@@ -68,15 +70,24 @@ def run_ablation(
             "results": "full/results.json",
         }
     ]
-    if "ensemble_test_accuracy" in full:
-        rows.append(
-            {
-                "removed": "snapshot-ensemble",
-                "test_accuracy": full["test_accuracy"],
-                "wall_seconds": full["wall_seconds"],
-                "results": "full/results.json (final model only)",
-            }
-        )
+    ensemble = "ensemble_test_accuracy" in full
+    free = {  # ingredient -> (the full run's score without it, what that score is)
+        "snapshot-ensemble": (full["test_accuracy"] if ensemble else None, "final model only"),
+        "flip-averaging": (
+            full.get("ensemble_test_accuracy_single_view", full.get("test_accuracy_single_view")),
+            "single views",
+        ),
+    }
+    for name, (score, what) in free.items():
+        if score is not None:
+            rows.append(
+                {
+                    "removed": name,
+                    "test_accuracy": score,
+                    "wall_seconds": full["wall_seconds"],
+                    "results": f"full/results.json ({what})",
+                }
+            )
     for name in names:
         sub = apply_overrides(cfg, INGREDIENTS[name][1])
         sub.name = f"{cfg.name} without {name}"

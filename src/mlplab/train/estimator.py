@@ -23,6 +23,7 @@ import numpy as np
 
 from mlplab.config import Config
 from mlplab.data.preprocess import column_stats, standardize
+from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError
 from mlplab.nn.network import Network
 from mlplab.train.run import build_network
@@ -106,6 +107,9 @@ class MLPClassifier:
     flip, translate, noise_std : default False, 0, 0.0
         Augmentation of each mini-batch (CIFAR-10 rows of 3072 pixels only):
         horizontal flips, shifts of up to ``translate`` pixels, Gaussian noise.
+    flip_average : bool, default False
+        Predict with the mean probabilities of each row and of its mirror image (rows of
+        3072 CIFAR-10 pixels only).
     keep_best : bool, default False
         End with the weights of the best validation accuracy (``fit``'s ``X_val``).
     early_stop : int, default 0
@@ -114,6 +118,9 @@ class MLPClassifier:
         Seeds the one generator of initialisation, shuffling, dropout and augmentation.
     standardize : bool, default True
         Learn per-feature mean and std in ``fit`` and standardise every input with them.
+    zca_eps : float, default 0.0
+        If > 0, also learn the ZCA whitening matrix of the standardised training features
+        (:func:`mlplab.data.whiten.fit_zca` with this ``eps``) and whiten every input.
     progress : bool, default False
         Show a progress bar while training.
 
@@ -122,6 +129,7 @@ class MLPClassifier:
     classes_ : (n_classes,) array, the sorted labels seen in ``fit``.
     n_features_in_ : int.
     mean_, std_ : (n_features,) float64 standardisation (zeros and ones without it).
+    whiten_ : (n_features, n_features) float64 ZCA matrix, or None (``zca_eps=0``).
     network_ : :class:`~mlplab.nn.network.Network`.
     history_ : list of dict, the training history points.
     n_updates_ : int, the updates made.
@@ -156,10 +164,12 @@ class MLPClassifier:
         flip: bool = False,
         translate: int = 0,
         noise_std: float = 0.0,
+        flip_average: bool = False,
         keep_best: bool = False,
         early_stop: int = 0,
         seed: int = 0,
         standardize: bool = True,
+        zca_eps: float = 0.0,
         progress: bool = False,
     ) -> None:
         # Store every argument under its own name and nothing else (scikit-learn's rule):
@@ -237,6 +247,8 @@ class MLPClassifier:
         X = _features(X)
         y = _labels(y, X.shape[0])
         cfg = self._config(X.shape[0])
+        if cfg.flip_average and X.shape[1] != 3072:
+            raise ConfigError(f"flip_average needs rows of 3072 image pixels, not {X.shape[1]}")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
         if self.standardize:
@@ -244,6 +256,9 @@ class MLPClassifier:
         else:
             self.mean_, self.std_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         dt = np.dtype(cfg.dtype)
+        self.whiten_ = None
+        if cfg.zca_eps:
+            self.whiten_ = fit_zca(self._standardized(X, np.float64), cfg.zca_eps)
         Xs = self._standardized(X, dt)
         Xv = yv = None
         if X_val is not None and y_val is not None:
@@ -256,14 +271,18 @@ class MLPClassifier:
         self.n_updates_ = trainer.step
         return self
 
-    def _standardized(self, X: np.ndarray, dt: np.dtype) -> np.ndarray:
-        """``(X - mean_) / std_`` computed in float64 (features may sit far from 0), as ``dt``."""
+    def _standardized(self, X: np.ndarray, dt: np.dtype | type) -> np.ndarray:
+        """``(X - mean_) / std_`` (then ``@ whiten_``) computed in float64 (features may sit
+        far from 0), as ``dt``."""
         if X.shape[1] != self.n_features_in_:
             raise InvalidInput(
                 f"X has {X.shape[1]} features, but MLPClassifier is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        return standardize(X, self.mean_, self.std_, np.float64, scale=1.0).astype(dt, copy=False)
+        Xs = standardize(X, self.mean_, self.std_, np.float64, scale=1.0)
+        if getattr(self, "whiten_", None) is not None:
+            apply_whitening(Xs, self.whiten_)
+        return Xs.astype(dt, copy=False)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
@@ -277,7 +296,7 @@ class MLPClassifier:
         if not hasattr(self, "network_"):
             raise NotFittedError("this MLPClassifier is not fitted yet; call fit(X, y) first")
         Xs = self._standardized(_features(X), self.network_.dtype)
-        return self.network_.predict_proba(Xs)
+        return self.network_.predict_proba(Xs, flip_average=bool(self.flip_average))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``(n,)``."""

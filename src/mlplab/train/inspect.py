@@ -55,7 +55,7 @@ def evaluate_models(
             raise MlplabError(
                 f"{name}: classes {m.classes} differ from the data's {tuple(classes)}"
             )
-        probs.append(m.network.predict_proba(m.preprocess(x)))
+        probs.append(m.predict_proba(x))
     pred = combine(probs, vote)
     conf = confusion_matrix(y, pred, len(classes))
     return {
@@ -145,7 +145,7 @@ def predict_files(
     if model.network.d_in != 3072:
         raise MlplabError(f"the model takes {model.network.d_in} inputs, not 32x32 RGB images")
     x = np.stack([read_image(p) for p in paths])
-    probs = model.network.predict_proba(model.preprocess(x))
+    probs = model.predict_proba(x)
     out = []
     for path, p in zip(paths, probs, strict=True):
         order = np.argsort(-p, kind="stable")[:top]
@@ -163,13 +163,18 @@ def predict_files(
 
 def first_layer_images(model: SavedModel) -> tuple[np.ndarray, list[str]]:
     """Each first-layer unit's weights as a 32x32 colour picture (the course's class
-    templates): ``(units, 32, 32, 3)`` in [0, 1], each scaled by its own min and max."""
+    templates): ``(units, 32, 32, 3)`` in [0, 1], each scaled by its own min and max.
+
+    For a whitened model these are the weights on the standardised pixels, ``whiten @ W``
+    (the unit sees ``(x @ whiten) @ W``), not the weights on the whitened ones."""
     from mlplab.data import to_hwc
 
     dense = next(ly for ly in model.network.layers if ly.kind == "dense")
     W = np.asarray(dense.params["W"], np.float64)
     if W.shape[0] != 3072:
         raise MlplabError(f"the first layer takes {W.shape[0]} inputs, not 32x32 RGB images")
+    if model.whiten is not None:
+        W = np.asarray(model.whiten, np.float64) @ W
     w = W.T  # (units, 3072)
     lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
     return to_hwc((w - lo) / np.maximum(hi - lo, 1e-12)), [f"unit {i}" for i in range(len(w))]
@@ -182,7 +187,7 @@ def misclassified(
     ``count / classes`` of each true class (data sets ordered by class show every class)."""
     from mlplab.data import to_hwc
 
-    pred = model.network.predict_proba(model.preprocess(x)).argmax(1)
+    pred = model.predict_proba(x).argmax(1)
     per = -(-count // len(model.classes))
     bad = [np.flatnonzero((pred != y) & (y == k))[:per] for k in range(len(model.classes))]
     wrong = np.sort(np.concatenate(bad))[:count]

@@ -137,7 +137,9 @@ def run_lr_range(
 
     def run(_resume: bool) -> dict[str, Any]:  # nothing to resume: it runs in one go
         rng = np.random.default_rng(cfg.seed)
-        splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+        splits = make_splits(
+            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
+        )
         return lr_range_test(cfg, splits, rng, out_dir, progress=progress, **options)
 
     cache = cache if cache is not None else Cache()

@@ -66,8 +66,17 @@ def resolved_config(cfg: Config, n_train: int) -> dict[str, Any]:
     return d
 
 
+def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(probs.argmax(1) == y))
+
+
 def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
-    """Accuracy, loss and cost of the trained network on each non-empty part of ``splits``."""
+    """Accuracy, loss and cost of the trained network on each non-empty part of ``splits``.
+
+    With ``cfg.flip_average`` the accuracies are those of the saved model's predictions
+    (the mean over each image and its mirror) and ``{part}_accuracy_single_view`` keeps
+    the plain ones; losses and costs are always those of the single view.
+    """
     metrics: dict[str, Any] = {}
     for part in ("train", "val", "test"):
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
@@ -80,6 +89,10 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
                     f"{part}_cost": ev["cost"],
                 }
             )
+            if cfg.flip_average:
+                metrics[f"{part}_accuracy_single_view"] = ev["accuracy"]
+                probs = net.predict_proba(X, cfg.eval_batch, flip_average=True)
+                metrics[f"{part}_accuracy"] = _accuracy(probs, y)
         else:
             metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
     return metrics
@@ -91,15 +104,17 @@ def breakdown_on_test(net: Network, cfg: Config, splits: Splits) -> dict[str, An
 
     if not len(splits.x_test):
         return {}
-    pred = net.predict_proba(splits.x_test, cfg.eval_batch).argmax(1)
-    conf = confusion_matrix(splits.y_test, pred, len(splits.classes))
+    probs = net.predict_proba(splits.x_test, cfg.eval_batch, flip_average=cfg.flip_average)
+    conf = confusion_matrix(splits.y_test, probs.argmax(1), len(splits.classes))
     return {"test_per_class_accuracy": per_class_accuracy(conf), "test_confusion": conf.tolist()}
 
 
 def snapshot_metrics(
     net: Network, snapshots: list[dict[str, np.ndarray]], cfg: Config, splits: Splits
 ) -> dict[str, Any]:
-    """Accuracy of each snapshot and of their average probabilities on validation and test."""
+    """Accuracy of each snapshot and of their average probabilities on validation and test
+    (each snapshot's predictions flip-averaged with ``cfg.flip_average``, and then the
+    ensemble of single views kept as ``ensemble_{part}_accuracy_single_view``)."""
     from mlplab.train.ensemble import combine
 
     out: dict[str, Any] = {"n_snapshots": len(snapshots)}
@@ -108,12 +123,18 @@ def snapshot_metrics(
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if not len(X):
             continue
-        probs = []
+        probs, single = [], []
         for snap in snapshots:
             snap_net.set_state(snap)
-            probs.append(snap_net.predict_proba(X, cfg.eval_batch))
-        out[f"snapshot_{part}_accuracies"] = [float(np.mean(p.argmax(1) == y)) for p in probs]
+            probs.append(snap_net.predict_proba(X, cfg.eval_batch, flip_average=cfg.flip_average))
+            if cfg.flip_average:
+                single.append(snap_net.predict_proba(X, cfg.eval_batch))
+        out[f"snapshot_{part}_accuracies"] = [_accuracy(p, y) for p in probs]
         out[f"ensemble_{part}_accuracy"] = float(np.mean(combine(probs, "mean") == y))
+        if single:
+            out[f"ensemble_{part}_accuracy_single_view"] = float(
+                np.mean(combine(single, "mean") == y)
+            )
     return out
 
 
@@ -204,7 +225,9 @@ def _run(
         raw = load_cifar10(located, progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
-    splits = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+    splits = make_splits(
+        raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
+    )
     identity, data_source = run_identity(config_hash(cfg), raw), raw.source
     del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
@@ -276,7 +299,14 @@ def _run(
     }
     with _writing(out):  # the final files
         save_network(
-            out / "model", net, splits.mean, splits.std, splits.classes, {"config": cfg.to_dict()}
+            out / "model",
+            net,
+            splits.mean,
+            splits.std,
+            splits.classes,
+            {"config": cfg.to_dict()},
+            whiten=splits.whiten,
+            flip_average=cfg.flip_average,
         )
         for i, snap in enumerate(trainer.snapshots, start=1):
             snap_net = Network.from_spec(net.spec(), cfg.dtype)
@@ -288,6 +318,8 @@ def _run(
                 splits.std,
                 splits.classes,
                 {"config": cfg.to_dict(), "snapshot": i},
+                whiten=splits.whiten,
+                flip_average=cfg.flip_average,
             )
         from mlplab.report.plots import plot_curves  # matplotlib: only when a run writes figures
 

@@ -1,0 +1,68 @@
+"""ZCA whitening of standardised images, fitted on the training split.
+
+Whitening decorrelates the 3072 input dimensions: with the training covariance
+``C = U diag(s) U^T`` of the standardised pixels, every row ``x`` becomes ``x W`` with
+
+    W = U diag(1 / sqrt(s + eps)) U^T
+
+(ZCA: the whitened image stays an image, with edges enhanced and smooth colour removed).
+``eps`` damps the directions of small variance; it is on the scale of a standardised
+pixel (variance 1), so ``eps = 0.1`` leaves the directions with variance well above 0.1
+whitened and shrinks the noisier rest. Coates et al. (2011) and Lin et al. (2015) whiten
+CIFAR-10 this way for models without convolutions.
+
+The covariance is averaged with its mirror image (``C`` and ``P C P`` for the horizontal
+flip ``P``), so ``W`` commutes with the flip: flipping a whitened image is exactly
+whitening the flipped image, and the trainer's flips may act on whitened rows.
+Translations are only approximately equivariant (the filters of ``W`` are local but the
+image border is not), which is fine for an augmentation.
+
+Sums are accumulated in float64 chunk by chunk; the matrix is returned in float64 and
+stored in a saved model in the network's dtype, the one the run applied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlplab.data.augment import flip_permutation
+from mlplab.errors import ConfigError
+
+_CHUNK = 2048
+
+__all__ = ["apply_whitening", "fit_zca"]
+
+
+def fit_zca(x: np.ndarray, eps: float) -> np.ndarray:
+    """The ZCA matrix ``W`` ``(d, d)`` (float64, symmetric) of the rows of ``x``.
+
+    ``x``: ``(n, d)`` standardised rows (mean 0 per column). When ``d`` is 3072 (an
+    image) the covariance is made symmetric under the horizontal flip (module docstring).
+    """
+    if not (np.isfinite(eps) and eps > 0):
+        raise ConfigError(f"the whitening eps must be a positive number, got {eps!r}")
+    n, d = x.shape
+    if n < 2:
+        raise ConfigError("whitening needs at least 2 training samples")
+    cov = np.zeros((d, d), dtype=np.float64)
+    for i in range(0, n, _CHUNK):
+        c = np.asarray(x[i : i + _CHUNK], dtype=np.float64)
+        cov += c.T @ c
+    cov /= n
+    perm = flip_permutation(d)
+    if perm is not None:
+        cov += cov[np.ix_(perm, perm)]
+        cov /= 2
+    s, u = np.linalg.eigh(cov)
+    w = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))) @ u.T
+    return (w + w.T) / 2  # exactly symmetric
+
+
+def apply_whitening(x: np.ndarray, w: np.ndarray) -> None:
+    """``x[:] = x @ w`` in place, a chunk of rows at a time (no copy of ``x``)."""
+    w = np.asarray(w, dtype=x.dtype)
+    buf = np.empty((min(_CHUNK, x.shape[0]), x.shape[1]), dtype=x.dtype)
+    for i in range(0, x.shape[0], _CHUNK):
+        j = min(i + _CHUNK, x.shape[0])
+        np.matmul(x[i:j], w, out=buf[: j - i])
+        x[i:j] = buf[: j - i]

@@ -1,0 +1,185 @@
+"""ZCA whitening and test-time flip averaging: the transform, the splits, model files,
+runs, the estimator and the ablation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import synthetic_raw
+
+from mlplab.config import load_recipe
+from mlplab.data import make_splits
+from mlplab.data.augment import augment_batch, flip_permutation
+from mlplab.data.prepared import load_split, prepare_splits, split_key
+from mlplab.data.whiten import apply_whitening, fit_zca
+from mlplab.errors import ConfigError, ModelFileError
+from mlplab.fileio import load_model_files, save_model
+from mlplab.nn.network import Network
+from mlplab.nn.serialize import load_network, save_network
+
+
+def _correlated(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
+    return x - x.mean(axis=0)
+
+
+def test_zca_whitens_and_damps_small_directions():
+    x = _correlated(4000, 12)
+    cov = x.T @ x / len(x)
+    s, u = np.linalg.eigh(cov)
+    for eps in (1e-6, 0.5):
+        w = fit_zca(x, eps)
+        np.testing.assert_array_equal(w, w.T)
+        # the whitened covariance has eigenvalues s / (s + eps) in the same directions
+        want = (u * (s / (s + eps))) @ u.T
+        np.testing.assert_allclose(w @ cov @ w, want, atol=1e-8)
+    np.testing.assert_allclose(fit_zca(x, 1e-9) @ cov @ fit_zca(x, 1e-9), np.eye(12), atol=1e-6)
+
+
+def test_zca_of_images_commutes_with_the_trainers_flip():
+    x = _correlated(300, 3072)
+    w = fit_zca(x, 0.1)
+    perm = flip_permutation(3072)
+    np.testing.assert_allclose(w[np.ix_(perm, perm)], w, atol=1e-9)
+    rows = np.asarray(x[:8], np.float64)
+    whitened = rows @ w
+    flipped = whitened.copy()
+    augment_batch(flipped, np.random.default_rng(0), flip=True)  # some rows mirrored
+    mirrored = ~np.all(flipped == whitened, axis=1)
+    assert mirrored.any()
+    np.testing.assert_allclose(flipped[mirrored], rows[mirrored][:, perm] @ w, atol=1e-9)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1.0, float("nan"), float("inf")])
+def test_zca_refuses_impossible_eps(eps):
+    with pytest.raises(ConfigError, match="positive"):
+        fit_zca(np.ones((5, 3)), eps)
+    if eps != 0:  # 0 in a recipe means no whitening
+        with pytest.raises(ConfigError, match="zca_eps"):
+            load_recipe("bonus/best", {"zca_eps": str(eps)})
+    with pytest.raises(ConfigError, match="2 training samples"):
+        fit_zca(np.ones((1, 3)), 1.0)
+
+
+def test_apply_whitening_in_place_by_chunks():
+    x = _correlated(5000, 7).astype(np.float32)  # more rows than one chunk
+    w = fit_zca(x, 0.1).astype(np.float32)
+    want = x @ w
+    apply_whitening(x, w)
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-5)
+
+
+def test_splits_whiten_train_val_and_test_alike(tmp_path):
+    raw = synthetic_raw(n_train=700, n_test=50)
+    plain = make_splits(raw, "500/100", np.random.default_rng(3))
+    s = make_splits(raw, "500/100", np.random.default_rng(3), zca_eps=1.0)
+    assert plain.whiten is None and s.whiten.shape == (3072, 3072)
+    assert s.whiten.dtype == s.x_train.dtype == np.float32
+    np.testing.assert_allclose(s.x_train, plain.x_train @ s.whiten, atol=1e-4)
+    np.testing.assert_allclose(s.x_val, plain.x_val @ s.whiten, atol=1e-4)
+    np.testing.assert_allclose(s.x_test, plain.x_test @ s.whiten, atol=1e-4)
+    # prepared splits (search workers) carry the matrix and key on the eps
+    cfg = load_recipe("bonus/best", {"split": "500/100", "seed": "3", "zca_eps": "1.0"})
+    assert split_key(cfg) != split_key(load_recipe("bonus/best", {"split": "500/100"}))
+    prepare_splits(raw, [cfg], tmp_path)
+    loaded, _ = load_split(tmp_path, cfg)
+    np.testing.assert_array_equal(loaded.whiten, s.whiten)
+    np.testing.assert_array_equal(loaded.x_train, s.x_train)
+
+
+def test_flip_average_is_the_mean_of_both_views():
+    net = Network.build(3072, [8], 10, rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((30, 3072)).astype(np.float32)
+    both = net.predict_proba(x, 7, flip_average=True)
+    want = (net.predict_proba(x) + net.predict_proba(x[:, flip_permutation(3072)])) / 2
+    np.testing.assert_allclose(both, want, rtol=1e-5, atol=1e-7)
+    small = Network.build(12, [4], 3, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="32x32"):
+        small.predict_proba(np.zeros((2, 12), np.float32), flip_average=True)
+
+
+def _run(tmp_path, **sets):
+    from mlplab.train.run import run_experiment
+
+    base = {"split": "500/100", "n_s": "20", "batch_size": "25", "hidden": "16", "cycles": "1"}
+    cfg = load_recipe("bonus/best", base | sets)
+    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0)
+    return raw, run_experiment(cfg, tmp_path / "run", raw=raw, progress=False)
+
+
+def test_run_saves_the_transform_and_scores_as_the_saved_model_predicts(tmp_path):
+    from mlplab.train.inspect import evaluate_models
+
+    raw, res = _run(tmp_path, zca_eps="0.5", flip_average="true")
+    m = load_network(tmp_path / "run" / "model")
+    assert m.whiten is not None and m.flip_average
+    acc = float(np.mean(m.predict_proba(raw.x_test).argmax(1) == raw.y_test))
+    assert acc == res["test_accuracy"]
+    assert evaluate_models([m], raw.x_test, raw.y_test, m.classes)["accuracy"] == acc
+    single = float(np.mean(m.network.predict_proba(m.preprocess(raw.x_test)).argmax(1) == raw.y_test))
+    assert single == res["test_accuracy_single_view"]
+    assert "ensemble_test_accuracy_single_view" in res
+    snap = load_network(tmp_path / "run" / "model-snapshot-1")
+    np.testing.assert_array_equal(snap.whiten, m.whiten)
+    assert snap.flip_average
+
+
+def test_model_file_transform_checked(tmp_path):
+    net = Network.build(3072, [4], 10, rng=np.random.default_rng(0))
+    w = np.eye(3072, dtype=np.float32)
+    save_network(tmp_path / "m", net, np.zeros(3072), np.ones(3072), tuple("abcdefghij"), whiten=w)
+    meta, arrays = load_model_files(tmp_path / "m")
+    assert load_network(tmp_path / "m").whiten.dtype == np.float32
+
+    def broken(name, meta_change=None, **arrays_change):
+        save_model(tmp_path / name, {**meta, **(meta_change or {})}, {**arrays, **arrays_change})
+        return tmp_path / name
+
+    bad = np.eye(3072, dtype=np.float32)
+    bad[0, 0] = np.nan
+    cases = [
+        (broken("shape", **{"preprocess/whiten": np.eye(12, dtype=np.float32)}), "shape"),
+        (broken("dtype", **{"preprocess/whiten": np.eye(3072)}), "float32"),
+        (broken("nan", **{"preprocess/whiten": bad}), "NaN"),
+        (broken("extra", **{"preprocess/other": np.zeros(3)}), "unexpected"),
+        (broken("flag", {"flip_average": "yes"}), "true or false"),
+    ]
+    for path, msg in cases:
+        with pytest.raises(ModelFileError, match=msg):
+            load_network(path)
+
+
+def test_estimator_whitens_as_fitted():
+    from mlplab.train.estimator import MLPClassifier
+
+    x = _correlated(300, 6, seed=2)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    clf = MLPClassifier(hidden=(8,), n_s=20, zca_eps=1e-6).fit(x, y)
+    assert clf.whiten_.shape == (6, 6)
+    z = (x - clf.mean_) / clf.std_ @ clf.whiten_
+    np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(6), atol=0.05)
+    np.testing.assert_array_equal(
+        clf.predict_proba(x), clf.network_.predict_proba(z.astype(np.float32))
+    )
+    assert MLPClassifier().fit(x, y).whiten_ is None
+
+
+def test_ablation_scores_flip_averaging_without_training_again(tmp_path):
+    from mlplab.train.ablation import run_ablation
+
+    sets = {"split": "500/100", "n_s": "20", "batch_size": "25", "hidden": "16", "cycles": "1"}
+    cfg = load_recipe(
+        "bonus/best", sets | {"zca_eps": "0.5", "flip_average": "true", "drop_prob": "0"}
+    )
+    cfg.flip, cfg.translate, cfg.batch_norm, cfg.label_smoothing, cfg.lam = False, 0, False, 0, 0
+    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0)
+    rows = run_ablation(cfg, tmp_path, raw, progress=False)
+    removed = [r["removed"] for r in rows]
+    assert removed == ["nothing (full recipe)", "snapshot-ensemble", "flip-averaging", "whitening"]
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert rows[2]["test_accuracy"] == full["ensemble_test_accuracy_single_view"]
+    nowhite = json.loads((tmp_path / "no-whitening" / "results.json").read_text())
+    assert nowhite["config"]["zca_eps"] == 0
