@@ -119,7 +119,8 @@ def test_run_saves_the_transform_and_scores_as_the_saved_model_predicts(tmp_path
     acc = float(np.mean(m.predict_proba(raw.x_test).argmax(1) == raw.y_test))
     assert acc == res["test_accuracy"]
     assert evaluate_models([m], raw.x_test, raw.y_test, m.classes)["accuracy"] == acc
-    single = float(np.mean(m.network.predict_proba(m.preprocess(raw.x_test)).argmax(1) == raw.y_test))
+    single_view = m.network.predict_proba(m.preprocess(raw.x_test))
+    single = float(np.mean(single_view.argmax(1) == raw.y_test))
     assert single == res["test_accuracy_single_view"]
     assert "ensemble_test_accuracy_single_view" in res
     snap = load_network(tmp_path / "run" / "model-snapshot-1")
