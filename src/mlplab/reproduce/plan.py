@@ -77,7 +77,7 @@ GRADCHECK_CASES = (
     ("3072-50-50-10 with batch norm, 20 dims, 10 samples", 20, 10, (50, 50), True),
 )
 # ingredients of bonus/best ablated by the report (each costs a full training)
-ABLATED = ("batch-norm", "dropout", "augmentation")
+ABLATED = ("whitening", "batch-norm", "augmentation", "label-smoothing")
 
 # -- the experiments: one row each (id: its directory under --out) --------------------------
 A2_GRADCHECK = Experiment("a2-gradcheck", "gradcheck", options={"cases": GRADCHECK_CASES})

@@ -208,6 +208,11 @@ def ablation(show: Show, results: list[Any], ctx: Context) -> list[Section]:
         ],
     )
     full_dir = full_file.rsplit("/", 1)[0]
+    ablated = [  # the curves of each run trained without an ingredient
+        Figure(f"{exp.id}/{r['results'].split('/')[0]}/curves.png", f"without {r['removed']}")
+        for r in rows[1:]
+        if not r["results"].startswith("full/")
+    ]
     return [
         Section(
             show.title,
@@ -216,6 +221,7 @@ def ablation(show: Show, results: list[Any], ctx: Context) -> list[Section]:
                 table,
                 settings_table(full["config"], f"settings of `{exp.recipe}`"),
                 Figure(f"{full_dir}/curves.png", "the best recipe's training curves"),
+                *ablated,
             ],
             level=3,
         ),
