@@ -237,3 +237,32 @@ def test_second_reproduction_on_one_out_is_refused(tmp_path, real_data_dir):
     finally:
         p.kill()
         p.wait()
+
+
+def test_bonus_quick_shows_the_ablation_with_every_runs_curves(tmp_path, real_data_dir):
+    """`reproduce bonus --quick`: the ablation table of bonus/best (whitening, batch norm,
+    augmentation, label smoothing, and the free rows), each run's curves, all files present."""
+    out = tmp_path / "out"
+    args = ["reproduce", "bonus", "--quick", "--quiet", "--data", str(real_data_dir)]
+    r = CliRunner().invoke(cli, [*args, "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    md = (out / "report.md").read_text()
+    rows = json.loads((out / "bonus-ablation" / "ablation.json").read_text())
+    removed = [row["removed"] for row in rows]
+    assert removed == [
+        "nothing (full recipe)",
+        "snapshot-ensemble",
+        "flip-averaging",
+        "whitening",
+        "batch-norm",
+        "augmentation",
+        "label-smoothing",
+    ]
+    for row in rows:
+        assert f"| {row['removed']} | {100 * row['test_accuracy']:.2f} %" in md
+    for name in ("whitening", "batch-norm", "augmentation", "label-smoothing"):
+        assert f"](bonus-ablation/no-{name}/curves.png)" in md
+        assert (out / "bonus-ablation" / f"no-{name}" / "curves.png").is_file()
+    full = json.loads((out / "bonus-ablation" / "full" / "results.json").read_text())
+    assert full["config"]["zca_eps"] > 0 and full["config"]["flip_average"]
+    assert rows[2]["test_accuracy"] == full["ensemble_test_accuracy_single_view"]

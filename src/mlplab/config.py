@@ -27,6 +27,11 @@ from mlplab.errors import ConfigError
 MAX_WEIGHTS = 10**9
 
 
+#: The smallest whitening eps: below it the directions of almost no variance (rounding
+#: noise) would be amplified by more than 1 / sqrt(eps) = 100.
+MIN_ZCA_EPS = 1e-4
+
+
 @dataclass
 class Config:
     """Every setting of a training run (``n_s``, ``step_size``, ``record_every`` in updates)."""
@@ -167,6 +172,14 @@ class Config:
             raise bad(f"momentum must be < 1, got {self.momentum}")
         if self.init == "normal" and self.init_sigma <= 0:
             raise bad("init 'normal' needs init_sigma > 0")
+        for f in fields(self):
+            if _HINTS[f.name] is bool and not isinstance(getattr(self, f.name), bool):
+                raise bad(f"{f.name} must be true or false, got {getattr(self, f.name)!r}")
+        if 0 < self.zca_eps < MIN_ZCA_EPS:
+            raise bad(
+                f"zca_eps must be 0 (no whitening) or at least {MIN_ZCA_EPS} (the scale of "
+                f"a standardised pixel's variance is 1), got {self.zca_eps!r}"
+            )
         if self.translate < 0 or self.translate > 16:
             raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
         if self.snapshot_ensemble and self.schedule != "cyclic":

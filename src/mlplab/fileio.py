@@ -29,7 +29,9 @@ import numpy as np
 from mlplab.errors import MlplabError, ModelFileError
 
 MODEL_FORMAT = "mlplab-model"
-MODEL_VERSION = 1
+#: Version 2 files hold an input transform older readers would ignore (a ZCA matrix or flip
+#: averaging); a model without one is written as version 1, which every reader understands.
+MODEL_VERSION = 2
 
 
 T = TypeVar("T")
@@ -159,12 +161,17 @@ def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_model(
-    path: str | os.PathLike, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+    path: str | os.PathLike,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    *,
+    version: int = MODEL_VERSION,
 ) -> None:
-    """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...)."""
+    """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...),
+    marked with format ``version`` (the oldest that holds what the model needs)."""
     jpath, npath = model_paths(path)
     atomic_save_npz(npath, arrays)
-    atomic_write_json(jpath, {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, **meta})
+    atomic_write_json(jpath, {"format": MODEL_FORMAT, "format_version": version, **meta})
 
 
 def load_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -18,6 +18,7 @@ from mlplab.data.batches import RawDataset
 from mlplab.data.preprocess import Splits, make_splits
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json
+from mlplab.machine import blas_threads
 
 #: The test set is left out: a search scores validation accuracy and never looks at it.
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
@@ -44,9 +45,15 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
             if json.loads((final / "meta.json").read_text())["data"] == data:
                 continue
         rng = np.random.default_rng(cfg.seed)
-        sp = make_splits(
-            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
-        )
+        with blas_threads(cfg.threads):  # whitening's GEMMs round as the run's do
+            sp = make_splits(
+                raw,
+                cfg.split,
+                rng,
+                n_train=cfg.n_train or None,
+                dtype=cfg.dtype,
+                zca_eps=cfg.zca_eps,
+            )
         with atomic_directory(final) as tmp:
             for name in ARRAYS + (("whiten",) if sp.whiten is not None else ()):
                 a = getattr(sp, name)
@@ -61,14 +68,17 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     part) and a generator in the state building the split left, as ``run_experiment``
     continues with it."""
     d = root / split_key(cfg)
+    names = ARRAYS + (("whiten",) if cfg.zca_eps else ())
     try:
         meta = json.loads((d / "meta.json").read_text())
+        arrays = {
+            n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None, allow_pickle=False)
+            for n in names
+        }
     except (OSError, ValueError) as e:
         raise MlplabError(
             f"the prepared split {d} is missing or damaged ({e}); run the command again"
         ) from None
-    names = ARRAYS + (("whiten",) if cfg.zca_eps else ())
-    arrays = {n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None) for n in names}
     rng = np.random.default_rng(0)
     rng.bit_generator.state = meta["rng"]
     empty = np.empty((0, arrays["x_train"].shape[1]), np.uint8)

@@ -58,8 +58,8 @@ class Splits:
     fitted on the standardised training split) applied after standardising, every row
     ``x`` becoming ``x @ W`` (:mod:`mlplab.data.whiten`).
 
-    The test set is kept as its uint8 ``test_pixels`` and standardised (by
-    :func:`standardize`, as a saved model does) when ``x_test`` is first read, after
+    The test set is kept as its uint8 ``test_pixels`` and transformed (by
+    :func:`transform_pixels`, as a saved model does) when ``x_test`` is first read, after
     training: a run does not hold a float copy of it while it trains.
     """
 
@@ -203,7 +203,8 @@ def transform_pixels(
     dtype: np.dtype | type = np.float32,
 ) -> np.ndarray:
     """Raw uint8 pixels ``(n, d)`` to network inputs: :func:`standardize`, then ``@ whiten``
-    when there is one. The training splits, saved models and exports compute exactly this."""
+    when there is one. The splits and saved models compute exactly this (the ONNX graph the
+    same formula in float32)."""
     out = standardize(x, mean, std, dtype)
     if whiten is not None:
         apply_whitening(out, whiten)
@@ -278,7 +279,7 @@ def make_splits(
     _standardize_inplace(x_val, mean255, std, 255.0)
     whiten = None
     if zca_eps:
-        whiten = fit_zca(x_train, zca_eps).astype(dtype)
+        whiten = fit_zca(x_train, zca_eps, mirror=True).astype(dtype)
         apply_whitening(x_train, whiten)
         apply_whitening(x_val, whiten)
     return Splits(

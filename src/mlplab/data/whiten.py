@@ -33,28 +33,42 @@ _CHUNK = 2048
 __all__ = ["apply_whitening", "fit_zca"]
 
 
-def fit_zca(x: np.ndarray, eps: float) -> np.ndarray:
+#: The widest input whitened: the (d, d) float64 covariance and eigenvectors of 8192
+#: features already take 1 GiB.
+MAX_FEATURES = 8192
+
+
+def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
     """The ZCA matrix ``W`` ``(d, d)`` (float64, symmetric) of the rows of ``x``.
 
-    ``x``: ``(n, d)`` standardised rows (mean 0 per column). When ``d`` is 3072 (an
-    image) the covariance is made symmetric under the horizontal flip (module docstring).
+    ``x``: ``(n, d)`` standardised rows (mean 0 per column). ``mirror``: the rows are
+    32x32 images, and the covariance is made symmetric under the horizontal flip (module
+    docstring).
     """
     if not (np.isfinite(eps) and eps > 0):
         raise ConfigError(f"the whitening eps must be a positive number, got {eps!r}")
     n, d = x.shape
     if n < 2:
         raise ConfigError("whitening needs at least 2 training samples")
+    if d > MAX_FEATURES:
+        raise ConfigError(f"whitening {d} features needs a {d}x{d} matrix; at most {MAX_FEATURES}")
+    perm = flip_permutation(d) if mirror else None
+    if mirror and perm is None:
+        raise ConfigError(f"mirrored whitening needs rows of 32x32 RGB images, not {d} features")
     cov = np.zeros((d, d), dtype=np.float64)
     for i in range(0, n, _CHUNK):
         c = np.asarray(x[i : i + _CHUNK], dtype=np.float64)
         cov += c.T @ c
     cov /= n
-    perm = flip_permutation(d)
     if perm is not None:
         cov += cov[np.ix_(perm, perm)]
         cov /= 2
+    if not np.isfinite(cov).all():
+        raise ConfigError("cannot whiten: the training data hold NaN or inf")
     s, u = np.linalg.eigh(cov)
     w = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))) @ u.T
+    if not np.isfinite(w).all():  # not with a recipe's eps (>= 1e-4); checked anyway
+        raise ConfigError(f"the whitening matrix is not finite (eps {eps!r} too small)")
     return (w + w.T) / 2  # exactly symmetric
 
 

@@ -130,11 +130,17 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
         h = f"h{i}"
     k = model.network.n_classes
     if model.flip_average:  # probabilities: the mean of both views; logits: their log
-        inits.append(numpy_helper.from_array(np.array([2, -1, k], np.int64), "views"))
+        # (2N, K) -> (2, N*K), times [[0.5, 0.5]] -> (1, N*K) -> (N, K): any opset
+        inits += [
+            numpy_helper.from_array(np.array([2, -1], np.int64), "views"),
+            numpy_helper.from_array(np.array([-1, k], np.int64), "rows"),
+            arr(np.full((1, 2), 0.5), "half"),
+        ]
         nodes += [
             helper.make_node("Softmax", [h], ["p2"], axis=1),
             helper.make_node("Reshape", ["p2", "views"], ["p3"]),
-            helper.make_node("ReduceMean", ["p3"], ["probabilities"], axes=[0], keepdims=0),
+            helper.make_node("MatMul", ["half", "p3"], ["p4"]),
+            helper.make_node("Reshape", ["p4", "rows"], ["probabilities"]),
             helper.make_node("Log", ["probabilities"], ["logits"]),
         ]
     else:

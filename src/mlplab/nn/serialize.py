@@ -68,7 +68,7 @@ def save_network(
         "flip_average": bool(flip_average),
         **(extra or {}),
     }
-    save_model(path, meta, arrays)
+    save_model(path, meta, arrays, version=2 if whiten is not None or flip_average else 1)
 
 
 _PREPROCESS = ("preprocess/mean", "preprocess/std", "preprocess/whiten")
@@ -137,12 +137,12 @@ def load_network(path: str | os.PathLike) -> SavedModel:
             f"{path}: array 'preprocess/whiten' must be {np.dtype(net.dtype).name} of shape "
             f"({d}, {d})"
         )
-    for key, a in arrays.items():
-        if key.startswith("preprocess/") and not np.isfinite(a).all():
-            raise ModelFileError(f"{path}: array {key!r} holds NaN or infinity")
     unknown = sorted(k for k in arrays if not k.startswith("net/") and k not in _PREPROCESS)
     if unknown:
         raise ModelFileError(f"{path}: unexpected arrays {unknown}")
+    for key in _PREPROCESS:  # their dtypes are checked: floats
+        if key in arrays and not np.isfinite(arrays[key]).all():
+            raise ModelFileError(f"{path}: array {key!r} holds NaN or infinity")
     if len(classes) != net.n_classes:
         raise ModelFileError(f"{path}: {len(classes)} class names for {net.n_classes} outputs")
     flip_average = meta.get("flip_average", False)  # absent in older model files

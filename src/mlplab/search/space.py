@@ -26,6 +26,10 @@ SPACE_KEYS = {"description", "final", "trials", "seed", "repeats", "params", "fi
 FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 
+#: Fields that change the prepared split (see :func:`mlplab.data.prepared.split_key`).
+SPLIT_FIELDS = ("n_train", "zca_eps")
+
+
 @dataclass(frozen=True)
 class Param:
     """A searched recipe field on a log or linear axis, ``low <= value <= high`` (integer
@@ -43,6 +47,8 @@ class Param:
         hint, what = _HINTS.get(name), f"search parameter {name!r}"
         if hint not in (int, float, list[int]) or name in ("seed", "threads"):
             raise ConfigError(f"{what} is not a numeric recipe field that can be searched")
+        if name in SPLIT_FIELDS:  # every trial trains on the one split prepared for the study
+            raise ConfigError(f"{what} decides the data split, which a search keeps fixed")
         if scale not in ("log", "linear"):
             raise ConfigError(f"{what}: scale must be log or linear, not {scale!r}")
         try:

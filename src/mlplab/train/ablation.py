@@ -55,9 +55,11 @@ def run_ablation(
     :mod:`.reuse`); write ``ablation.md`` and ``ablation.json``."""
     names = [n for n, (uses, _) in INGREDIENTS.items() if uses(cfg)]
     if only:
-        unknown = sorted(set(only) - set(INGREDIENTS) - {"snapshot-ensemble", "flip-averaging"})
+        free = {"snapshot-ensemble", "flip-averaging"}  # scored from the full run, always
+        unknown = sorted(set(only) - set(INGREDIENTS) - free)
         if unknown:
-            raise ConfigError(f"unknown ingredients {unknown}; known: {sorted(INGREDIENTS)}")
+            known = sorted(set(INGREDIENTS) | free)
+            raise ConfigError(f"unknown ingredients {unknown}; known: {known}")
         names = [n for n in names if n in only]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

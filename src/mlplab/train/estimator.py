@@ -120,7 +120,8 @@ class MLPClassifier:
         Learn per-feature mean and std in ``fit`` and standardise every input with them.
     zca_eps : float, default 0.0
         If > 0, also learn the ZCA whitening matrix of the standardised training features
-        (:func:`mlplab.data.whiten.fit_zca` with this ``eps``) and whiten every input.
+        (:func:`mlplab.data.whiten.fit_zca` with this ``eps``; mirror-symmetric when the
+        rows are images that are flipped) and whiten every input. At most 8192 features.
     progress : bool, default False
         Show a progress bar while training.
 
@@ -130,6 +131,7 @@ class MLPClassifier:
     n_features_in_ : int.
     mean_, std_ : (n_features,) float64 standardisation (zeros and ones without it).
     whiten_ : (n_features, n_features) float64 ZCA matrix, or None (``zca_eps=0``).
+    flip_average_ : bool, ``flip_average`` as it was at ``fit``.
     network_ : :class:`~mlplab.nn.network.Network`.
     history_ : list of dict, the training history points.
     n_updates_ : int, the updates made.
@@ -247,8 +249,14 @@ class MLPClassifier:
         X = _features(X)
         y = _labels(y, X.shape[0])
         cfg = self._config(X.shape[0])
-        if cfg.flip_average and X.shape[1] != 3072:
-            raise ConfigError(f"flip_average needs rows of 3072 image pixels, not {X.shape[1]}")
+        images = cfg.flip or cfg.translate > 0 or cfg.flip_average
+        if images and X.shape[1] != 3072:
+            raise ConfigError(
+                f"flips, translations and flip_average need rows of 3072 image pixels, "
+                f"not {X.shape[1]}"
+            )
+        if cfg.zca_eps and not self.standardize:
+            raise ConfigError("zca_eps needs standardize=True (whitening centred features)")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
         if self.standardize:
@@ -257,8 +265,10 @@ class MLPClassifier:
             self.mean_, self.std_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
         dt = np.dtype(cfg.dtype)
         self.whiten_ = None
-        if cfg.zca_eps:
-            self.whiten_ = fit_zca(self._standardized(X, np.float64), cfg.zca_eps)
+        self.flip_average_ = cfg.flip_average  # as fitted: set_params changes it at the next fit
+        if cfg.zca_eps:  # rows that are flipped in training are images: mirror the covariance
+            Xs64 = self._standardized(X, np.float64)
+            self.whiten_ = fit_zca(Xs64, cfg.zca_eps, mirror=cfg.flip or cfg.flip_average)
         Xs = self._standardized(X, dt)
         Xv = yv = None
         if X_val is not None and y_val is not None:
@@ -296,7 +306,7 @@ class MLPClassifier:
         if not hasattr(self, "network_"):
             raise NotFittedError("this MLPClassifier is not fitted yet; call fit(X, y) first")
         Xs = self._standardized(_features(X), self.network_.dtype)
-        return self.network_.predict_proba(Xs, flip_average=bool(self.flip_average))
+        return self.network_.predict_proba(Xs, flip_average=self.flip_average_)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``(n,)``."""

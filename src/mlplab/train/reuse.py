@@ -42,11 +42,20 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Fields added after the first release, with their "off" values: left at those they do not
+#: enter the hash, so the runs, caches and checkpoints of recipes without them keep their names.
+LATER_FIELDS = {"zca_eps": 0.0, "flip_average": False}
+
+
 def config_hash(cfg: Config) -> str:
     """Content hash of a configuration: everything that decides a run's numbers (all fields
-    but the description). It also names a run in its checkpoints."""
+    but the description; :data:`LATER_FIELDS` only when set). It also names a run in its
+    checkpoints."""
     d = cfg.to_dict()
     d.pop("description", None)
+    for key, off in LATER_FIELDS.items():
+        if d[key] == off:
+            del d[key]
     return _hash(d)
 
 

@@ -225,9 +225,10 @@ def _run(
         raw = load_cifar10(located, progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
-    splits = make_splits(
-        raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
-    )
+    with blas_threads(cfg.threads):  # whitening's GEMMs round as the run's do
+        splits = make_splits(
+            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
+        )
     identity, data_source = run_identity(config_hash(cfg), raw), raw.source
     del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
