@@ -253,9 +253,9 @@ def test_bonus_quick_shows_the_ablation_with_every_runs_curves(tmp_path, real_da
         "nothing (full recipe)",
         "snapshot-ensemble",
         "flip-averaging",
-        "whitening",
         "batch-norm",
         "augmentation",
+        "whitening",
         "label-smoothing",
     ]
     for row in rows:
