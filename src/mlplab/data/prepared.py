@@ -30,6 +30,15 @@ def split_key(cfg: Config) -> str:
     return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}{zca}-seed{cfg.seed}"
 
 
+def recipe_splits(raw: RawDataset, cfg: Config, rng: np.random.Generator) -> Splits:
+    """The splits ``cfg`` trains on (split, n_train, dtype, whitening), built under the
+    recipe's BLAS threads so that whitening's GEMMs round as the run's do."""
+    with blas_threads(cfg.threads):
+        return make_splits(
+            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
+        )
+
+
 def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
     """Write the split of each of ``configs`` and the generator state it leaves under ``root``.
 
@@ -45,15 +54,7 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
             if json.loads((final / "meta.json").read_text())["data"] == data:
                 continue
         rng = np.random.default_rng(cfg.seed)
-        with blas_threads(cfg.threads):  # whitening's GEMMs round as the run's do
-            sp = make_splits(
-                raw,
-                cfg.split,
-                rng,
-                n_train=cfg.n_train or None,
-                dtype=cfg.dtype,
-                zca_eps=cfg.zca_eps,
-            )
+        sp = recipe_splits(raw, cfg, rng)
         with atomic_directory(final) as tmp:
             for name in ARRAYS + (("whiten",) if sp.whiten is not None else ()):
                 a = getattr(sp, name)

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data import RawDataset, Splits, make_splits
+from mlplab.data import RawDataset, Splits
+from mlplab.data.prepared import recipe_splits
 from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.fileio import atomic_write_json
-from mlplab.machine import blas_threads
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
 from mlplab.train.reuse import Cache
@@ -138,15 +138,7 @@ def run_lr_range(
 
     def run(_resume: bool) -> dict[str, Any]:  # nothing to resume: it runs in one go
         rng = np.random.default_rng(cfg.seed)
-        with blas_threads(cfg.threads):  # whitening's GEMMs round as the run's do
-            splits = make_splits(
-                raw,
-                cfg.split,
-                rng,
-                n_train=cfg.n_train or None,
-                dtype=cfg.dtype,
-                zca_eps=cfg.zca_eps,
-            )
+        splits = recipe_splits(raw, cfg, rng)
         return lr_range_test(cfg, splits, rng, out_dir, progress=progress, **options)
 
     cache = cache if cache is not None else Cache()

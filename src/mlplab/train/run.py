@@ -22,7 +22,8 @@ import numpy as np
 
 from mlplab import __version__, faults
 from mlplab.config import Config, config_from_dict
-from mlplab.data import RawDataset, Splits, load_cifar10, locate_data, make_splits
+from mlplab.data import RawDataset, Splits, load_cifar10, locate_data
+from mlplab.data.prepared import recipe_splits
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
 from mlplab.machine import blas_threads, machine_facts
@@ -225,10 +226,7 @@ def _run(
         raw = load_cifar10(located, progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
-    with blas_threads(cfg.threads):  # whitening's GEMMs round as the run's do
-        splits = make_splits(
-            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
-        )
+    splits = recipe_splits(raw, cfg, rng)
     identity, data_source = run_identity(config_hash(cfg), raw), raw.source
     del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
