@@ -24,6 +24,11 @@ from mlplab.machine import blas_threads
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
 
 
+def _array_names(cfg: Config) -> tuple[str, ...]:
+    """The arrays of a prepared split: :data:`ARRAYS`, and the ZCA matrix of a whitened one."""
+    return ARRAYS + (("whiten",) if cfg.zca_eps else ())
+
+
 def split_key(cfg: Config) -> str:
     """What decides a split's arrays: split, n_train, dtype, whitening and seed."""
     zca = f"-zca{cfg.zca_eps!r}" if cfg.zca_eps else ""
@@ -56,7 +61,7 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
         rng = np.random.default_rng(cfg.seed)
         sp = recipe_splits(raw, cfg, rng)
         with atomic_directory(final) as tmp:
-            for name in ARRAYS + (("whiten",) if sp.whiten is not None else ()):
+            for name in _array_names(cfg):
                 a = getattr(sp, name)
                 atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
             meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
@@ -69,7 +74,7 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     part) and a generator in the state building the split left, as ``run_experiment``
     continues with it."""
     d = root / split_key(cfg)
-    names = ARRAYS + (("whiten",) if cfg.zca_eps else ())
+    names = _array_names(cfg)
     try:
         meta = json.loads((d / "meta.json").read_text())
         arrays = {

@@ -232,18 +232,25 @@ class Network:
         """Class probabilities ``(n, K)`` in evaluation mode.
 
         ``flip_average``: the mean of the probabilities of each row and of its mirror image
-        (rows of 32x32 images, mirrored as the trainer's flips mirror them).
+        (:meth:`mirror_proba`).
         """
         probs = softmax(self.logits(X, batch_size))
         if flip_average:
-            perm = flip_permutation(X.shape[1])
-            if perm is None:
-                raise ConfigError(f"flip averaging needs rows of 32x32 images, not {X.shape[1]}")
-            for i in range(0, X.shape[0], batch_size):
-                rows = np.take(X[i : i + batch_size], perm, axis=1)
-                probs[i : i + batch_size] += softmax(self.forward(rows, train=False))
+            probs += self.mirror_proba(X, batch_size)
             probs *= 0.5
         return probs
+
+    def mirror_proba(self, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities ``(n, K)`` of the mirror image of each row (rows of 32x32
+        images, mirrored as the trainer's flips mirror them), in evaluation mode."""
+        perm = flip_permutation(X.shape[1])
+        if perm is None:
+            raise ConfigError(f"flip averaging needs rows of 32x32 images, not {X.shape[1]}")
+        out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        for i in range(0, X.shape[0], batch_size):
+            rows = np.take(X[i : i + batch_size], perm, axis=1)
+            out[i : i + batch_size] = softmax(self.forward(rows, train=False))
+        return out
 
     def evaluate(
         self, X: np.ndarray, y: np.ndarray, lam: float = 0.0, batch_size: int = 1000

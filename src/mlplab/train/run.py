@@ -127,12 +127,13 @@ def snapshot_metrics(
         probs, single = [], []
         for snap in snapshots:
             snap_net.set_state(snap)
-            probs.append(snap_net.predict_proba(X, cfg.eval_batch, flip_average=cfg.flip_average))
-            if cfg.flip_average:
-                single.append(snap_net.predict_proba(X, cfg.eval_batch))
+            single.append(snap_net.predict_proba(X, cfg.eval_batch))
+            if cfg.flip_average:  # as predict_proba(flip_average=True), one forward fewer
+                probs.append((single[-1] + snap_net.mirror_proba(X, cfg.eval_batch)) * 0.5)
+        probs = probs or single
         out[f"snapshot_{part}_accuracies"] = [_accuracy(p, y) for p in probs]
         out[f"ensemble_{part}_accuracy"] = float(np.mean(combine(probs, "mean") == y))
-        if single:
+        if cfg.flip_average:
             out[f"ensemble_{part}_accuracy_single_view"] = float(
                 np.mean(combine(single, "mean") == y)
             )
