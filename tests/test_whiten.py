@@ -94,6 +94,34 @@ def test_splits_whiten_train_val_and_test_alike(tmp_path):
     np.testing.assert_array_equal(loaded.x_train, s.x_train)
 
 
+def test_whitening_after_the_raw_pixels_are_freed_gives_the_same_splits():
+    """A run builds its splits, frees the raw pixels, then whitens (recipe_splits with
+    whiten=False, then whiten_recipe_splits): the same bits as whitening at once."""
+    from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
+
+    raw = synthetic_raw(n_train=700, n_test=50)
+    cfg = load_recipe("bonus/best", {"split": "500/100", "seed": "3", "threads": "1"})
+    at_once = recipe_splits(raw, cfg, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    later = recipe_splits(raw, cfg, rng, whiten=False)
+    assert later.whiten is None
+    later = whiten_recipe_splits(later, cfg)
+    for name in ("x_train", "x_val", "x_test", "whiten", "mean", "std"):
+        np.testing.assert_array_equal(getattr(later, name), getattr(at_once, name))
+    with pytest.raises(ValueError, match="already whitened"):
+        whiten_recipe_splits(later, cfg)
+    plain = load_recipe("bonus/best", {"split": "500/100", "zca_eps": "0", "threads": "1"})
+    assert whiten_recipe_splits(later, plain) is later  # nothing to do without zca_eps
+
+
+def test_fit_zca_is_the_textbook_expression_bit_for_bit():
+    x = _correlated(300, 24, seed=5)
+    cov = x.T @ x / len(x)
+    s, u = np.linalg.eigh(cov)
+    w = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + 0.1))) @ u.T
+    np.testing.assert_array_equal(fit_zca(x, 0.1), (w + w.T) / 2)
+
+
 def test_flip_average_is_the_mean_of_both_views():
     net = Network.build(3072, [8], 10, rng=np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((30, 3072)).astype(np.float32)

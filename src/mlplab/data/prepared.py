@@ -15,7 +15,7 @@ import numpy as np
 
 from mlplab.config import Config
 from mlplab.data.batches import RawDataset
-from mlplab.data.preprocess import Splits, make_splits
+from mlplab.data.preprocess import Splits, make_splits, whiten_splits
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json
 from mlplab.machine import blas_threads
@@ -35,13 +35,28 @@ def split_key(cfg: Config) -> str:
     return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}{zca}-seed{cfg.seed}"
 
 
-def recipe_splits(raw: RawDataset, cfg: Config, rng: np.random.Generator) -> Splits:
+def recipe_splits(
+    raw: RawDataset, cfg: Config, rng: np.random.Generator, *, whiten: bool = True
+) -> Splits:
     """The splits ``cfg`` trains on (split, n_train, dtype, whitening), built under the
-    recipe's BLAS threads so that whitening's GEMMs round as the run's do."""
+    recipe's BLAS threads so that whitening's GEMMs round as the run's do.
+
+    ``whiten=False`` leaves the whitening to :func:`whiten_recipe_splits`, so that a caller
+    can free the raw pixels first: the fit's float64 eigendecomposition is the largest
+    transient of a run.
+    """
     with blas_threads(cfg.threads):
-        return make_splits(
-            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype, zca_eps=cfg.zca_eps
-        )
+        sp = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+    return whiten_recipe_splits(sp, cfg) if whiten else sp
+
+
+def whiten_recipe_splits(splits: Splits, cfg: Config) -> Splits:
+    """``splits`` whitened as ``cfg`` asks (unchanged without ``zca_eps``), under its BLAS
+    threads."""
+    if not cfg.zca_eps:
+        return splits
+    with blas_threads(cfg.threads):
+        return whiten_splits(splits, cfg.zca_eps)
 
 
 def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -277,12 +277,7 @@ def make_splits(
     _standardize_inplace(x_train, mean255, std, 255.0)
     x_val = _gather(raw.x_train, va, dtype)
     _standardize_inplace(x_val, mean255, std, 255.0)
-    whiten = None
-    if zca_eps:
-        whiten = fit_zca(x_train, zca_eps, mirror=True).astype(dtype)
-        apply_whitening(x_train, whiten)
-        apply_whitening(x_val, whiten)
-    return Splits(
+    splits = Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],
         x_val=x_val,
@@ -293,8 +288,22 @@ def make_splits(
         std=std,
         classes=tuple(raw.classes),
         name=name,
-        whiten=whiten,
     )
+    return whiten_splits(splits, zca_eps) if zca_eps else splits
+
+
+def whiten_splits(splits: Splits, zca_eps: float) -> Splits:
+    """``splits`` ZCA-whitened with ``zca_eps``: the matrix is fitted on the standardised
+    training split (:func:`mlplab.data.whiten.fit_zca`, mirror-symmetric), the training and
+    validation arrays are whitened in place, and the result holds the matrix, in their
+    dtype, as ``whiten``. The test pixels are whitened when first read
+    (:meth:`Splits.x_test`)."""
+    if splits.whiten is not None:
+        raise ValueError("these splits are already whitened")
+    w = fit_zca(splits.x_train, zca_eps, mirror=True).astype(splits.x_train.dtype)
+    apply_whitening(splits.x_train, w)
+    apply_whitening(splits.x_val, w)
+    return replace(splits, whiten=w)
 
 
 def to_hwc(x: np.ndarray) -> np.ndarray:

@@ -66,10 +66,15 @@ def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
     if not np.isfinite(cov).all():
         raise ConfigError("cannot whiten: the training data hold NaN or inf")
     s, u = np.linalg.eigh(cov)
-    w = (u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))) @ u.T
+    del cov  # each (d, d) float64 matrix is 75 MB for CIFAR: at most three live at once
+    w = u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))
+    w = w @ u.T
+    del u
     if not np.isfinite(w).all():  # not with a recipe's eps (>= 1e-4); checked anyway
         raise ConfigError(f"the whitening matrix is not finite (eps {eps!r} too small)")
-    return (w + w.T) / 2  # exactly symmetric
+    w += w.T  # exactly symmetric: (w + w.T) / 2 (NumPy copies the overlapping w.T first)
+    w /= 2
+    return w
 
 
 def apply_whitening(x: np.ndarray, w: np.ndarray) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from mlplab import __version__, faults
 from mlplab.config import Config, config_from_dict
 from mlplab.data import RawDataset, Splits, load_cifar10, locate_data
-from mlplab.data.prepared import recipe_splits
+from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
 from mlplab.machine import blas_threads, machine_facts
@@ -227,9 +227,10 @@ def _run(
         raw = load_cifar10(located, progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
-    splits = recipe_splits(raw, cfg, rng)
+    splits = recipe_splits(raw, cfg, rng, whiten=False)
     identity, data_source = run_identity(config_hash(cfg), raw), raw.source
-    del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
+    del raw  # the splits hold what the run needs (a raw set loaded here is freed now) ...
+    splits = whiten_recipe_splits(splits, cfg)  # ... before whitening's transient matrices
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     n = splits.x_train.shape[0]
     total = cfg.total_updates(n)
