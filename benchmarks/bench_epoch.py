@@ -10,7 +10,13 @@ mlplab's BLAS threads). The two alternate ``--repeats`` times; the table gives t
 medians, the ratio mlplab / PyTorch, the ratio to plain SGD on the same net (the
 optimisers' own cost), the FLOPs per epoch and the fraction of the machine's float32
 GEMM peak (measured here with a large matrix product) that mlplab reaches.
-Case ``bonus/best`` is that recipe's network and ingredients.
+
+Two more columns say what bounds each epoch, measured in the same run: ``GEMM s``, the
+epoch's matrix products alone (forward, weight and input gradients, on arrays of the
+epoch's shapes), and ``update s``, the optimiser's 450 steps alone on the case's
+parameters. Case ``bonus/best`` is built from that shipped recipe (network, optimiser,
+batch norm, dropout, flips, translations, label smoothing, L2, peak rate), so it follows
+the recipe; its whitening and flip averaging happen outside the epoch.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mlplab.config import Config
+from mlplab.config import Config, load_recipe
 from mlplab.machine import host_line, machine_facts
 from mlplab.nn.network import Network
 from mlplab.train.trainer import Trainer
@@ -45,6 +51,24 @@ class Case:
     smoothing: float = 0.0
     lam: float = 0.01
     eta_max: float = 0.1
+    momentum: float = 0.9
+
+
+def recipe_case(name: str) -> Case:
+    """The network and ingredients of a shipped recipe, as a benchmark case."""
+    cfg = load_recipe(name)
+    return Case(
+        list(cfg.hidden),
+        cfg.optimizer,
+        bn=cfg.batch_norm,
+        drop=cfg.drop_prob,
+        flip=cfg.flip,
+        translate=cfg.translate,
+        smoothing=cfg.label_smoothing,
+        lam=cfg.lam,
+        eta_max=cfg.eta_max,
+        momentum=cfg.momentum,
+    )
 
 
 CASES = {
@@ -54,17 +78,7 @@ CASES = {
     "wide momentum": Case(WIDE, "momentum", eta_max=0.05),
     "wide nesterov": Case(WIDE, "nesterov", eta_max=0.05),
     "wide adam": Case(WIDE, "adam", eta_max=1e-3),
-    "bonus/best": Case(
-        WIDE,
-        "nesterov",
-        bn=True,
-        drop=0.1,
-        flip=True,
-        translate=2,
-        smoothing=0.1,
-        lam=5e-4,
-        eta_max=0.05,
-    ),
+    "bonus/best": recipe_case("bonus/best"),
 }
 #: the plain-SGD case each optimiser case is compared with
 SGD_OF = {name: "3072-1024-512-10" for name, c in CASES.items() if c.hidden == WIDE}
@@ -98,8 +112,53 @@ def epoch_flops(sizes: list[int]) -> float:
     return per_sample * (N // B) * B
 
 
-def mlplab_epoch(X, y, c: Case, seed) -> float:
-    cfg = Config(
+def gemm_seconds(c: Case, reps: int = 2) -> float:
+    """Best time of one epoch's matrix products alone: per update, ``x @ W`` for every
+    layer, ``x.T @ dout`` for every weight gradient and ``dout @ W.T`` for every input
+    gradient but the first layer's (which mlplab skips), on float32 arrays of its shapes."""
+    rng = np.random.default_rng(0)
+    sizes = [D, *c.hidden, K]
+    Ws = [rng.standard_normal((a, b), dtype=np.float32) for a, b in itertools.pairwise(sizes)]
+    xs = [rng.standard_normal((B, a), dtype=np.float32) for a in sizes[:-1]]
+    ds = [rng.standard_normal((B, b), dtype=np.float32) for b in sizes[1:]]
+    outs = [np.empty((B, b), np.float32) for b in sizes[1:]]
+    dWs = [np.empty_like(W) for W in Ws]
+    dxs = [np.empty((B, a), np.float32) for a in sizes[:-1]]
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(N // B):
+            for i, W in enumerate(Ws):
+                np.matmul(xs[i], W, out=outs[i])
+                np.matmul(xs[i].T, ds[i], out=dWs[i])
+                if i:
+                    np.matmul(ds[i], W.T, out=dxs[i])
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def update_seconds(c: Case, reps: int = 2) -> float:
+    """Best time of one epoch's optimiser steps alone (450 ``step`` calls on the case's
+    parameters and gradients, with the gradient scale the optimiser asks for)."""
+    cfg = _config(c, 0)
+    net = Network.build(D, c.hidden, K, rng=np.random.default_rng(0), init="he", batch_norm=c.bn)
+    opt = Trainer(net, cfg, np.random.default_rng(0), progress=False).optimizer
+    params, grads = net.params(), net.grads()
+    for g in grads.values():
+        g[...] = np.random.default_rng(1).standard_normal(g.shape, dtype=np.float32) * 1e-3
+    lr = c.eta_max / 10
+    scale = opt.grad_scale(lr)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(N // B):
+            opt.step(params, grads, lr, scale=scale)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _config(c: Case, seed: int) -> Config:
+    return Config(
         name="bench",
         split="all",
         hidden=c.hidden,
@@ -109,7 +168,7 @@ def mlplab_epoch(X, y, c: Case, seed) -> float:
         translate=c.translate,
         label_smoothing=c.smoothing,
         optimizer=c.optimizer,
-        momentum=0.9,
+        momentum=c.momentum,
         init="he",
         lam=c.lam,
         batch_size=B,
@@ -119,6 +178,10 @@ def mlplab_epoch(X, y, c: Case, seed) -> float:
         seed=seed,
         threads=blas_threads(),  # the optimiser's elementwise update uses as many threads
     ).validate()
+
+
+def mlplab_epoch(X, y, c: Case, seed) -> float:
+    cfg = _config(c, seed)
     rng = np.random.default_rng(seed)
     net = Network.build(D, c.hidden, K, rng=rng, init="he", batch_norm=c.bn, drop_prob=c.drop)
     tr = Trainer(net, cfg, rng, progress=False)
@@ -146,8 +209,8 @@ def torch_optimizer(c: Case, groups: list[dict]) -> torch.optim.Optimizer:
         return torch.optim.Adam(groups, lr=1e-5)
     mom = {
         "sgd": {},
-        "momentum": {"momentum": 0.9},
-        "nesterov": {"momentum": 0.9, "nesterov": True},
+        "momentum": {"momentum": c.momentum},
+        "nesterov": {"momentum": c.momentum, "nesterov": True},
     }
     return torch.optim.SGD(groups, lr=1e-5, **mom[c.optimizer])
 
@@ -225,7 +288,7 @@ def main() -> None:
     rows: dict[str, dict] = {}
     print(
         f"{'case':<20}{'mlplab s':>10}{'torch s':>10}{'ratio':>8}{'vs SGD':>8}{'GFLOP':>8}"
-        f"{'GFLOP/s':>9}{'% peak':>8}"
+        f"{'GFLOP/s':>9}{'% peak':>8}{'GEMM s':>8}{'update s':>10}"
     )
     for name in names:
         c = CASES[name]
@@ -239,6 +302,7 @@ def main() -> None:
             time.sleep(args.pause)
             theirs.append(torch_epoch(Xt, yt, c, r))
         m, t = statistics.median(ours), statistics.median(theirs)
+        gemm, update = gemm_seconds(c), update_seconds(c)
         flops = epoch_flops([D, *c.hidden, K])
         sgd = rows.get(SGD_OF.get(name, ""), {}).get("mlplab_s")
         row = {
@@ -250,6 +314,8 @@ def main() -> None:
             "gflop_per_epoch": flops / 1e9,
             "gflops": flops / m / 1e9,
             "peak_fraction": flops / m / 1e9 / peak,
+            "gemm_s": gemm,
+            "update_s": update,
             "mlplab_all": ours,
             "torch_all": theirs,
         }
@@ -257,7 +323,7 @@ def main() -> None:
         vs = f"{row['vs_sgd']:>8.2f}" if sgd else f"{'':>8}"
         print(
             f"{name:<20}{m:>10.3f}{t:>10.3f}{m / t:>8.2f}{vs}{flops / 1e9:>8.1f}"
-            f"{row['gflops']:>9.1f}{100 * row['peak_fraction']:>7.1f}%"
+            f"{row['gflops']:>9.1f}{100 * row['peak_fraction']:>7.1f}%{gemm:>8.3f}{update:>10.3f}"
         )
     peak_after = gemm_peak()
     if peak_after > peak:

@@ -232,3 +232,24 @@ def test_batches_gathered_ahead_are_the_rows_asked_for():
         np.testing.assert_array_equal(g.take(2, other), X[other])
     finally:
         g.close()
+
+
+def test_train_curves_on_a_subset_leave_the_training_unchanged():
+    """record_train_samples=k: the train curves are those of the first k training samples;
+    the weights, the validation curves and the generator are exactly those of a full run."""
+    full_net, full = _train(_cfg(), "float32")
+    cfg = _cfg(record_train_samples=150)
+    net, tr = _train(cfg, "float32")
+    for k, v in full_net.params().items():
+        np.testing.assert_array_equal(v, net.params()[k])
+    assert [p["val_accuracy"] for p in tr.history] == [p["val_accuracy"] for p in full.history]
+    assert [p["train_loss"] for p in tr.history] != [p["train_loss"] for p in full.history]
+    raw = synthetic_raw()
+    s = make_splits(raw, cfg.split, np.random.default_rng(cfg.seed))
+    last = net.evaluate(s.x_train[:150], s.y_train[:150], cfg.lam, cfg.eval_batch)
+    assert tr.history[-1]["train_cost"] == pytest.approx(last["cost"], rel=1e-6)
+    assert tr.history[-1]["train_accuracy"] == last["accuracy"]
+    with pytest.raises(ConfigError, match="record_train_samples 401 is larger"):
+        _train(_cfg(record_train_samples=401))
+    with pytest.raises(ConfigError, match="record_train_samples must be >= 0"):
+        _cfg(record_train_samples=-1)

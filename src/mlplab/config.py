@@ -81,6 +81,7 @@ class Config:
     # bookkeeping
     record_per_cycle: int = 10  # history points per cycle (cyclic)
     record_every: int = 0  # history every N updates (0: from record_per_cycle, or each epoch)
+    record_train_samples: int = 0  # train curves on the first N training samples (0: all)
     eval_batch: int = 1000
     checkpoint_every: int = 500  # updates between checkpoints (0: only at the end)
     seed: int = 0
@@ -184,7 +185,15 @@ class Config:
             raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
         if self.snapshot_ensemble and self.schedule != "cyclic":
             raise bad("snapshot_ensemble needs the cyclic schedule (one snapshot per cycle)")
-        for k in ("n_train", "step_size", "record_every", "seed", "checkpoint_every", "early_stop"):
+        for k in (
+            "n_train",
+            "step_size",
+            "record_every",
+            "record_train_samples",
+            "seed",
+            "checkpoint_every",
+            "early_stop",
+        ):
             if getattr(self, k) < 0:
                 raise bad(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.threads < 1 or self.threads > 256:

@@ -24,14 +24,18 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
 
 
 def plot_curves(
-    history: Sequence[dict[str, float]], path: str | os.PathLike, title: str = ""
+    history: Sequence[dict[str, float]],
+    path: str | os.PathLike,
+    title: str = "",
+    *,
+    train_label: str = "training",
 ) -> None:
     """Cost, loss and accuracy (train and validation) and the learning rate against update step."""
     steps = [p["step"] for p in history]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = [("cost", "cost"), ("loss", "loss"), ("accuracy", "accuracy")]
     for ax, (key, label) in zip(axes, panels, strict=False):
-        ax.plot(steps, [p[f"train_{key}"] for p in history], label="training")
+        ax.plot(steps, [p[f"train_{key}"] for p in history], label=train_label)
         if history and f"val_{key}" in history[0]:
             ax.plot(steps, [p[f"val_{key}"] for p in history], label="validation")
         ax.set_xlabel("update step")

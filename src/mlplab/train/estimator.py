@@ -42,6 +42,7 @@ NOT_PARAMETERS = (
     "n_s_k",
     "record_per_cycle",
     "record_every",
+    "record_train_samples",
     "eval_batch",
     "checkpoint_every",
     "threads",

@@ -328,6 +328,11 @@ def _run(
             trainer.history,
             out / "curves.png",
             title=f"{cfg.name}: test accuracy {_pct(metrics['test_accuracy'])}",
+            train_label=(
+                f"training (first {cfg.record_train_samples:,} samples)"
+                if cfg.record_train_samples
+                else "training"
+            ),
         )
         atomic_write_json(out / "results.json", results)
     return results

@@ -201,9 +201,11 @@ class Trainer:
         return loss
 
     def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
-        lam, eb = self.cfg.lam, self.cfg.eval_batch
+        lam, eb, k = self.cfg.lam, self.cfg.eval_batch, self.cfg.record_train_samples
         started = time.perf_counter()
-        tr = self.net.evaluate(X, y, lam, eb)
+        # the train curves on the first k samples (a fixed, seeded draw for every split but
+        # the official batch 1, itself in no particular order); the training is unchanged
+        tr = self.net.evaluate(X[:k], y[:k], lam, eb) if k else self.net.evaluate(X, y, lam, eb)
         point: dict[str, float] = {
             "step": self.step,
             "epoch": self.step / max(1, n // self.cfg.batch_size),
@@ -244,6 +246,11 @@ class Trainer:
             raise ConfigError(f"data has shape {X.shape}, the network expects {net.d_in} features")
         if B > n:
             raise ConfigError(f"batch_size {B} is larger than the training split ({n} samples)")
+        if self.cfg.record_train_samples > n:
+            raise ConfigError(
+                f"record_train_samples {self.cfg.record_train_samples} is larger than the "
+                f"training split ({n} samples); 0 records the train curves on all of it"
+            )
         if X.dtype != net.dtype:
             raise ConfigError(f"data dtype {X.dtype} differs from the network's {net.dtype}")
         if self.cfg.total_updates(n) < 1:
