@@ -21,6 +21,11 @@ each parameter at a time, so that each array crosses the memory bus once per ste
 in-place operation below is the same floating-point operation as the textbook
 expression in the comment beside it, so the results are the same bits.
 
+The update runs in the training thread alone. Sharing its blocks with a second thread
+was slower in every benchmark case with 2 BLAS threads (``bonus/best`` 6.0 against 6.5 s
+per epoch; the README's performance section): right after a GEMM, the BLAS library's own
+threads still hold the cores.
+
 Plain SGD (the course's optimiser) asks for ``scale = -lr``: the weight-gradient
 GEMM then writes ``-lr * dL/dW``, the update itself, and the step is one in-place
 scaling ``W *= 1 - 2 lr l2`` and one addition: two passes over each weight matrix.
@@ -29,9 +34,7 @@ scaling ``W *= 1 - 2 lr l2`` and one addition: two passes over each weight matri
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -53,10 +56,7 @@ class Optimizer:
         l2: float = 0.0,
         decoupled_weight_decay: float = 0.0,
         decay_names: Iterable[str] = (),
-        threads: int = 1,
     ) -> None:
-        if not (isinstance(threads, int) and threads >= 1):
-            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
         for what, value in (("l2 (lam)", l2), ("decoupled_weight_decay", decoupled_weight_decay)):
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{what} must be >= 0, got {value!r}")
@@ -65,9 +65,7 @@ class Optimizer:
         self.decay_names = set(decay_names)
         self.state: dict[str, np.ndarray] = {}
         self.t = 0
-        self.threads = threads
-        self._local = threading.local()  # scratch buffers, one pair per thread
-        self._pool: ThreadPoolExecutor | None = None
+        self._buffers: list[np.ndarray] = []  # the two scratch arrays (see _scratch)
 
     def grad_scale(self, lr: float) -> float:
         """The ``scale`` of the gradients this optimiser wants from the backward pass."""
@@ -88,11 +86,9 @@ class Optimizer:
 
         ``grads[k]`` hold ``scale * dL/dparams[k]`` of the data loss (no L2 term), with
         ``scale`` 1 (plain gradients) or ``self.grad_scale(lr)``; they are read, never
-        written. A large parameter is updated in blocks of
-        :data:`BLOCK` elements, so that the several in-place passes of an update run on
-        arrays that stay in the CPU cache, and with ``threads > 1`` the blocks are shared
-        among that many threads; every operation is elementwise, so neither changes a
-        number.
+        written. A large parameter is updated in blocks of :data:`BLOCK` elements, so that
+        the several in-place passes of an update run on arrays that stay in the CPU cache;
+        every operation is elementwise, so this changes no number.
         """
         if scale != 1.0 and scale != self.grad_scale(lr):
             raise ValueError(
@@ -100,7 +96,6 @@ class Optimizer:
                 f"{self.grad_scale(lr)!r}, not times {scale!r}"
             )
         self.t += 1
-        jobs = []  # (name, p, g, state, l2, fresh): whole arrays or blocks of them
         for name, p in params.items():
             g = grads[name]
             l2 = self.l2 if name in self.decay_names else 0.0
@@ -110,26 +105,12 @@ class Optimizer:
                     self.state[f"{name}{slot}"] = np.zeros(p.shape, p.dtype)
             arrays = [p, g, *(self.state[f"{name}{slot}"] for slot in self.slots)]
             if not all(a.flags.c_contiguous for a in arrays):  # no flat view: in one piece
-                jobs.append((name, p, g, arrays[2:], l2, fresh))
+                self._update(name, p, g, arrays[2:], lr=lr, l2=l2, fresh=fresh, scale=scale)
                 continue
             flat = [a.reshape(-1) for a in arrays]
             for start in range(0, p.size, BLOCK):
-                blocks = [a[start : start + BLOCK] for a in flat]
-                jobs.append((name, blocks[0], blocks[1], blocks[2:], l2, fresh))
-
-        def run(share: list) -> None:
-            for name, p, g, state, l2, fresh in share:
-                self._update(name, p, g, state, lr=lr, l2=l2, fresh=fresh, scale=scale)
-
-        if self.threads == 1 or len(jobs) < 2:
-            run(jobs)
-            return
-        # NumPy releases the GIL inside each elementwise pass: the threads split the blocks
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="mlplab-step")
-        shares = [jobs[i :: self.threads] for i in range(self.threads)]
-        for done in [self._pool.submit(run, share) for share in shares]:
-            done.result()
+                pb, gb, *state = (a[start : start + BLOCK] for a in flat)
+                self._update(name, pb, gb, state, lr=lr, l2=l2, fresh=fresh, scale=scale)
 
     def _update(
         self,
@@ -149,10 +130,10 @@ class Optimizer:
 
     # -- in-place building blocks ---------------------------------------------------------------
     def _scratch(self, like: np.ndarray, k: int = 0) -> np.ndarray:
-        """Reusable array ``k`` (0 or 1) of ``like``'s shape and dtype, one set per thread."""
-        bufs = getattr(self._local, "buffers", None)
-        if bufs is None or bufs[0].size < like.size or bufs[0].dtype != like.dtype:
-            bufs = self._local.buffers = [np.empty(like.size, like.dtype) for _ in range(2)]
+        """Reusable array ``k`` (0 or 1) of ``like``'s shape and dtype."""
+        bufs = self._buffers
+        if not bufs or bufs[0].size < like.size or bufs[0].dtype != like.dtype:
+            bufs = self._buffers = [np.empty(like.size, like.dtype) for _ in range(2)]
         return bufs[k][: like.size].reshape(like.shape)
 
     def _with_l2(self, p: np.ndarray, g: np.ndarray, l2: float) -> np.ndarray:
@@ -285,13 +266,12 @@ def make_optimizer(
     l2: float = 0.0,
     weight_decay: float = 0.0,
     decay_names: Iterable[str] = (),
-    threads: int = 1,
 ) -> Optimizer:
     """Optimiser by name (see :data:`OPTIMIZERS`).
 
     ``l2`` is the course's L2 weight ``lam`` (its gradient ``2 lam W`` is folded into the
     update); ``weight_decay`` is decoupled (``p *= 1 - lr * wd``). Both apply to the
-    parameters in ``decay_names``. ``threads``: threads sharing the elementwise update.
+    parameters in ``decay_names``.
     """
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -299,6 +279,5 @@ def make_optimizer(
         "l2": l2,
         "decoupled_weight_decay": weight_decay,
         "decay_names": decay_names,
-        "threads": threads,
     }
     return OPTIMIZERS[name](momentum, **kw)

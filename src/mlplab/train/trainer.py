@@ -131,7 +131,6 @@ class Trainer:
             l2=cfg.lam,
             weight_decay=cfg.weight_decay,
             decay_names=network.decay_names(),
-            threads=cfg.threads,
         )
         self.history: list[dict[str, float]] = []
         self.snapshots: list[dict[str, np.ndarray]] = []  # network state at each cycle's end
