@@ -48,6 +48,7 @@ def test_bonus_best_case_follows_the_recipe(bench_epoch):
         cfg.translate,
     )
     assert (case.smoothing, case.lam, case.eta_max) == (cfg.label_smoothing, cfg.lam, cfg.eta_max)
+    assert case.momentum == cfg.momentum
 
 
 def test_unknown_case_is_refused(bench_epoch, monkeypatch):

@@ -19,6 +19,7 @@ from helpers import synthetic_raw
 from mlplab.config import Config
 from mlplab.data import make_splits
 from mlplab.errors import ConfigError
+from mlplab.machine import blas_threads
 from mlplab.nn.layers import LAYERS
 from mlplab.optim.optimizers import BLOCK, OPTIMIZERS, Adam, Optimizer, make_optimizer
 from mlplab.train.run import build_network
@@ -135,7 +136,8 @@ def _fit(cfg: Config, optimizer: Optimizer | None):
     s = make_splits(raw, cfg.split, rng, dtype=np.dtype(cfg.dtype).type)
     net = build_network(cfg, 3072, 10, rng)
     tr = Trainer(net, cfg, rng, progress=False, optimizer=optimizer)
-    tr.fit(s.x_train, s.y_train, s.x_val, s.y_val)
+    with blas_threads(cfg.threads):  # as a run applies them
+        tr.fit(s.x_train, s.y_train, s.x_val, s.y_val)
     return net, tr
 
 

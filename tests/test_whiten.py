@@ -98,14 +98,22 @@ def test_whitening_after_the_raw_pixels_are_freed_gives_the_same_splits():
     """A run builds its splits, frees the raw pixels, then whitens (recipe_splits with
     whiten=False, then whiten_recipe_splits): the same bits as whitening at once."""
     from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
+    from mlplab.machine import blas_threads
 
     raw = synthetic_raw(n_train=700, n_test=50)
     cfg = load_recipe("bonus/best", {"split": "500/100", "seed": "3", "threads": "1"})
-    at_once = recipe_splits(raw, cfg, np.random.default_rng(3))
+    with blas_threads(1):  # by hand: the plain splits, then the matrix fitted and applied
+        ref = make_splits(raw, "500/100", np.random.default_rng(3))
+        w = fit_zca(ref.x_train, 1.0, mirror=True).astype(np.float32)
+        x_train, x_val = ref.x_train @ w, ref.x_val @ w
     rng = np.random.default_rng(3)
     later = recipe_splits(raw, cfg, rng, whiten=False)
     assert later.whiten is None
     later = whiten_recipe_splits(later, cfg)
+    np.testing.assert_array_equal(later.whiten, w)
+    np.testing.assert_array_equal(later.x_train, x_train)
+    np.testing.assert_array_equal(later.x_val, x_val)
+    at_once = recipe_splits(raw, cfg, np.random.default_rng(3))
     for name in ("x_train", "x_val", "x_test", "whiten", "mean", "std"):
         np.testing.assert_array_equal(getattr(later, name), getattr(at_once, name))
     with pytest.raises(ValueError, match="already whitened"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -110,6 +111,14 @@ class Config:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"recipe {self.name or '(unnamed)'}: {msg}")
 
+        for f in fields(self):  # types first (a Config built in Python is not parsed)
+            hint, v = _HINTS[f.name], getattr(self, f.name)
+            if hint is bool and not isinstance(v, bool):
+                raise bad(f"{f.name} must be true or false, got {v!r}")
+            if hint is int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise bad(f"{f.name} must be an integer, got {v!r}")
+            if hint is float and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
+                raise bad(f"{f.name} must be a number, got {v!r}")
         for k in (
             "lam",
             "label_smoothing",
@@ -173,9 +182,6 @@ class Config:
             raise bad(f"momentum must be < 1, got {self.momentum}")
         if self.init == "normal" and self.init_sigma <= 0:
             raise bad("init 'normal' needs init_sigma > 0")
-        for f in fields(self):
-            if _HINTS[f.name] is bool and not isinstance(getattr(self, f.name), bool):
-                raise bad(f"{f.name} must be true or false, got {getattr(self, f.name)!r}")
         if 0 < self.zca_eps < MIN_ZCA_EPS:
             raise bad(
                 f"zca_eps must be 0 (no whitening) or at least {MIN_ZCA_EPS} (the scale of "

@@ -297,7 +297,8 @@ def whiten_splits(splits: Splits, zca_eps: float) -> Splits:
     training split (:func:`mlplab.data.whiten.fit_zca`, mirror-symmetric), the training and
     validation arrays are whitened in place, and the result holds the matrix, in their
     dtype, as ``whiten``. The test pixels are whitened when first read
-    (:meth:`Splits.x_test`)."""
+    (:meth:`Splits.x_test`). The arrays of ``splits`` itself are whitened too (it keeps
+    ``whiten=None``): use the returned splits only."""
     if splits.whiten is not None:
         raise ValueError("these splits are already whitened")
     w = fit_zca(splits.x_train, zca_eps, mirror=True).astype(splits.x_train.dtype)

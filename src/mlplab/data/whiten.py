@@ -66,7 +66,7 @@ def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
     if not np.isfinite(cov).all():
         raise ConfigError("cannot whiten: the training data hold NaN or inf")
     s, u = np.linalg.eigh(cov)
-    del cov  # each (d, d) float64 matrix is 75 MB for CIFAR: at most three live at once
+    del cov  # each (d, d) float64 matrix is 75 MB for CIFAR: from here on at most three live
     w = u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))
     w = w @ u.T
     del u

@@ -111,7 +111,11 @@ def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dic
         path = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
         try:
             res = json.loads(path.read_text(encoding="utf-8"))
-            out.append((res.get("name") or str(run), list(res["history"])))
+            name = res.get("name") or str(run)
+            subset = (res.get("config") or {}).get("record_train_samples")
+            if subset:  # its train curves are those of a subset: say so in the legend
+                name += f" (train curves: first {subset:,} samples)"
+            out.append((name, list(res["history"])))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise MlplabError(f"{path}: not the results.json of a run ({e})") from None
     return out

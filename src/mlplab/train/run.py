@@ -229,8 +229,7 @@ def _run(
     rng = np.random.default_rng(cfg.seed)
     splits = recipe_splits(raw, cfg, rng, whiten=False)
     identity, data_source = run_identity(config_hash(cfg), raw), raw.source
-    del raw  # the splits hold what the run needs (a raw set loaded here is freed now) ...
-    splits = whiten_recipe_splits(splits, cfg)  # ... before whitening's transient matrices
+    del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     n = splits.x_train.shape[0]
     total = cfg.total_updates(n)
@@ -252,7 +251,8 @@ def _run(
             )
 
     trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
-    trainer.check_data(splits.x_train)
+    trainer.check_data(splits.x_train)  # before the whitening, the slow part of the setup
+    splits = whiten_recipe_splits(splits, cfg)  # after the raw pixels are freed (memory)
     check_layout(out)
     previous = None
     if not resume:  # only now, with everything validated, does the run write anything
