@@ -236,7 +236,7 @@ def torch_augment(xb: torch.Tensor, c: Case, g: torch.Generator) -> torch.Tensor
 
 def torch_epoch(Xt, yt, c: Case, seed) -> float:
     torch.manual_seed(seed)
-    model = torch_model(c)
+    model = torch_model(c).float()  # float32, whatever torch's default dtype was set to
     decay = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
     rest = [p for p in model.parameters() if all(p is not w for w in decay)]
     opt = torch_optimizer(
