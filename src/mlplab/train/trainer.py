@@ -203,11 +203,12 @@ class Trainer:
         return loss
 
     def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
-        lam, eb, k = self.cfg.lam, self.cfg.eval_batch, self.cfg.record_train_samples
-        started = time.perf_counter()
+        lam, eb = self.cfg.lam, self.cfg.eval_batch
         # the train curves on the first k samples (a fixed, seeded draw for every split but
         # the official batch 1, itself in no particular order); the training is unchanged
-        tr = self.net.evaluate(X[:k], y[:k], lam, eb) if k else self.net.evaluate(X, y, lam, eb)
+        k = self.cfg.record_train_samples or len(X)
+        started = time.perf_counter()
+        tr = self.net.evaluate(X[:k], y[:k], lam, eb)
         point: dict[str, float] = {
             "step": self.step,
             "epoch": self.step / max(1, n // self.cfg.batch_size),
