@@ -253,3 +253,20 @@ def test_train_curves_on_a_subset_leave_the_training_unchanged():
         _train(_cfg(record_train_samples=401))
     with pytest.raises(ConfigError, match="record_train_samples must be >= 0"):
         _cfg(record_train_samples=-1)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"record_train_samples": True}, "record_train_samples must be an integer"),
+        ({"record_train_samples": 2.5}, "record_train_samples must be an integer"),
+        ({"lam": "0.01"}, "lam must be a number"),
+        ({"flip": 1}, "flip must be true or false"),
+    ],
+)
+def test_config_built_in_python_is_type_checked(kw, match):
+    """A Config made in Python (not parsed from TOML or --set) gets one clear error for a
+    value of the wrong type; NumPy scalars (scikit-learn's searches pass them) are fine."""
+    with pytest.raises(ConfigError, match=match):
+        _cfg(**kw)
+    assert _cfg(batch_size=np.int64(20), lam=np.float32(0.01)).batch_size == 20
