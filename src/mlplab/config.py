@@ -1,7 +1,9 @@
 """Experiment configuration: a flat dataclass read from TOML recipes, with overrides.
 
-A recipe is a TOML file of ``key = value`` pairs, every key a field of
-:class:`Config`. ``base = "assignment2/ex3"`` starts from another recipe.
+A recipe is a TOML file of ``key = value`` pairs, every key a field of :class:`Config` or
+an option that a component declares (``beta2`` of Adam, ``cutout``, ...: those are kept in
+``Config.options``; each component checks its own, see :mod:`mlplab.train.build`).
+``base = "assignment2/ex3"`` starts from another recipe.
 Shipped recipes live in ``mlplab/recipes`` and are named by their path without
 ``.toml``; any other path to a TOML file works too. ``--set key=value`` overrides
 a field after loading (the value is parsed by the field's type; lists as ``50,50``).
@@ -12,7 +14,6 @@ Files of the same name beside a recipe (its search space, ``<recipe>.space``) ar
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import numbers
 import tomllib
@@ -23,10 +24,6 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from mlplab.errors import ConfigError
-
-#: More weights than this (4 GiB of float32, before gradients and optimiser state) is a typo.
-MAX_WEIGHTS = 10**9
-
 
 #: The smallest whitening eps: below it the directions of almost no variance (rounding
 #: noise) would be amplified by more than 1 / sqrt(eps) = 100.
@@ -43,8 +40,11 @@ class Config:
     split: str = "batch"  # batch | 45k | 49k | all | "NTRAIN/NVAL"
     n_train: int = 0  # keep only the first n_train training samples (0: all)
     zca_eps: float = 0.0  # ZCA-whiten with this eps, fitted on the training split (0: off)
+    size: list[int] = field(default_factory=list)  # [height, width]: resize images (or [])
     # model
     hidden: list[int] = field(default_factory=lambda: [50])
+    activation: str = "relu"  # between the hidden layers of the shorthand (ACTIVATIONS)
+    layers: list[Any] = field(default_factory=list)  # the hidden part as layer specs, else []
     init: str = "course"  # course | he | xavier | normal
     init_sigma: float = 0.0  # std of every weight for init = "normal"
     batch_norm: bool = False
@@ -87,22 +87,26 @@ class Config:
     checkpoint_every: int = 500  # updates between checkpoints (0: only at the end)
     seed: int = 0
     threads: int = 1  # BLAS threads of training and evaluation (rounding depends on it)
+    # the options of components that are not fields above (``beta2``, ``cutout``, ...)
+    options: dict[str, Any] = field(default_factory=dict)
 
     # -- derived quantities -------------------------------------------------------------------
-    def resolved_n_s(self, n_train: int) -> int:
-        """``n_s``, or ``n_s_k * floor(n_train / batch_size)`` when ``n_s_k`` is set."""
-        if self.n_s_k > 0:
-            return max(1, round(self.n_s_k * (n_train // self.batch_size)))
-        return self.n_s
+    def resolved_n_s(self, n_train: int) -> int | None:
+        """The cyclic schedule's ``n_s`` for ``n_train`` rows (None for other schedules)."""
+        from mlplab.train.build import resolved_n_s  # the schedule computes it
+
+        return resolved_n_s(self, n_train)
 
     def total_updates(self, n_train: int) -> int:
-        """Number of mini-batch updates of the whole run."""
-        if self.schedule == "cyclic":
-            return 2 * self.resolved_n_s(n_train) * self.cycles
-        return round(self.epochs * (n_train // self.batch_size))
+        """Number of mini-batch updates of the whole run (its schedule computes it)."""
+        from mlplab.train.build import total_updates
+
+        return total_updates(self, n_train)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["options"] = dict(self.options)
+        return d
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self) -> Config:
@@ -125,15 +129,8 @@ class Config:
             "drop_prob",
             "weight_decay",
             "noise_std",
-            "eta",
-            "eta_min",
-            "eta_max",
-            "momentum",
             "bn_alpha",
-            "gamma",
             "init_sigma",
-            "epochs",
-            "n_s_k",
             "zca_eps",
         ):
             v = getattr(self, k)
@@ -141,59 +138,33 @@ class Config:
                 raise bad(f"{k} must be finite, got {v!r}")
             if v < 0:
                 raise bad(f"{k} must be >= 0, got {v!r}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
+        if not self.hidden or any(
+            isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in self.hidden
+        ):
             raise bad(f"hidden sizes must be positive integers, got {self.hidden!r}")
-        widths = [3072, *self.hidden, 10]
-        weights = sum(a * b for a, b in itertools.pairwise(widths))
-        if weights > MAX_WEIGHTS:  # checked before anything is allocated
-            raise bad(
-                f"hidden {self.hidden} makes {weights:.3g} weights ({4 * weights / 2**30:.1f} GiB "
-                f"in float32); at most {MAX_WEIGHTS:.0e} are allowed"
-            )
+        if self.size and (
+            len(self.size) != 2 or any(isinstance(v, bool) or not 1 <= v <= 4096 for v in self.size)
+        ):
+            raise bad(f"size must be [height, width] in pixels (1..4096), or [], got {self.size!r}")
         if self.batch_size < 1:
             raise bad(f"batch_size must be >= 1, got {self.batch_size}")
         if self.batch_norm and self.batch_size < 2:
             raise bad("batch norm needs batch_size >= 2")
-        from mlplab.optim.schedules import SCHEDULES  # the registry (see below)
-
-        if self.schedule not in SCHEDULES:
-            raise bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.schedule == "cyclic":
-            if self.eta_min <= 0 or self.eta_max <= 0:
-                raise bad("eta_min and eta_max must be positive")
-            if self.eta_min > self.eta_max:
-                raise bad(f"eta_min ({self.eta_min}) must not exceed eta_max ({self.eta_max})")
-            if self.n_s < 1 and self.n_s_k <= 0:
-                raise bad(f"n_s must be >= 1 (or set n_s_k), got {self.n_s}")
-            if self.cycles < 1:
-                raise bad(f"cycles must be >= 1, got {self.cycles}")
-        else:
-            if self.eta <= 0:
-                raise bad(f"eta must be positive, got {self.eta}")
-            if self.epochs <= 0:
-                raise bad(f"schedule {self.schedule!r} needs epochs > 0")
-            if self.schedule == "step" and self.step_size < 1:
-                raise bad("schedule 'step' needs step_size >= 1 (updates)")
         if not self.label_smoothing < 1:
             raise bad(f"label_smoothing must be < 1, got {self.label_smoothing}")
         if not self.drop_prob < 1:
             raise bad(f"drop_prob must be < 1, got {self.drop_prob}")
-        if self.momentum >= 1:
-            raise bad(f"momentum must be < 1, got {self.momentum}")
-        if self.init == "normal" and self.init_sigma <= 0:
-            raise bad("init 'normal' needs init_sigma > 0")
+        if not self.bn_alpha < 1:
+            raise bad(f"bn_alpha must be < 1, got {self.bn_alpha}")
         if 0 < self.zca_eps < MIN_ZCA_EPS:
             raise bad(
                 f"zca_eps must be 0 (no whitening) or at least {MIN_ZCA_EPS} (the scale of "
                 f"a standardised pixel's variance is 1), got {self.zca_eps!r}"
             )
-        if self.translate < 0 or self.translate > 16:
-            raise bad(f"translate must be in [0, 16] pixels, got {self.translate}")
         if self.snapshot_ensemble and self.schedule != "cyclic":
             raise bad("snapshot_ensemble needs the cyclic schedule (one snapshot per cycle)")
         for k in (
             "n_train",
-            "step_size",
             "record_every",
             "record_train_samples",
             "seed",
@@ -208,22 +179,49 @@ class Config:
             raise bad("record_per_cycle and eval_batch must be >= 1")
         if self.dtype not in ("float32", "float64"):
             raise bad(f"dtype must be float32 or float64, got {self.dtype!r}")
-        from mlplab.nn.init import INITS  # the registries: names are checked here, not
-        from mlplab.optim.optimizers import OPTIMIZERS  # when training starts
+        if not isinstance(self.options, dict) or not isinstance(self.layers, list):
+            raise bad("options must be a table and layers a list")
+        from mlplab.train.build import check_components  # each component checks its options
 
-        for field_name, known in (("init", INITS), ("optimizer", OPTIMIZERS)):
-            if getattr(self, field_name) not in known:
-                raise bad(
-                    f"{field_name} must be one of {', '.join(known)}, "
-                    f"got {getattr(self, field_name)!r}"
-                )
-        if self.bn_position not in ("before_relu", "after_relu"):
-            raise bad(f"bn_position must be before_relu or after_relu, got {self.bn_position!r}")
+        try:
+            check_components(self)
+        except ConfigError as e:
+            raise bad(str(e)) from None
         return self
 
 
 _HINTS = get_type_hints(Config)
 FIELDS = {f.name for f in fields(Config)}
+
+
+def _declaration(key: str) -> Any:
+    """The option some component declares as ``key`` (:func:`mlplab.train.build.declaration`)."""
+    from mlplab.train.build import declaration
+
+    return declaration(key)
+
+
+def _option(key: str, value: Any, *, from_text: bool) -> Any:
+    """A component option (not a field): parsed by its declared type, or one error."""
+    opt = _declaration(key)
+    if opt is None:
+        known = ", ".join(sorted(FIELDS - {"options"}))
+        raise ConfigError(
+            f"unknown recipe key {key!r}; known keys: {known}, and the options of the "
+            "optimizers, schedules and augmentations (mlplab recipes --options lists them)"
+        )
+    try:
+        return opt.check("recipe", key, opt.parse(value) if from_text else value)
+    except ValueError:
+        raise ConfigError(f"recipe key {key!r} expects {opt.describe()}, got {value!r}") from None
+
+
+def _toml_value(text: str) -> Any:
+    """A TOML value written on the command line (``[{dense = 64}, "gelu"]``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(str(e)) from None
 
 
 def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
@@ -232,6 +230,15 @@ def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
         raise ConfigError(f"unknown recipe key {key!r}; known keys: {', '.join(sorted(FIELDS))}")
     hint = _HINTS[key]
     try:
+        if key == "options":  # run.json: the component options, each by its declaration
+            if not isinstance(value, dict):
+                raise ValueError
+            return {k: _option(k, v, from_text=False) for k, v in value.items()}
+        if hint == list[Any]:  # layers: TOML's list of kinds and tables
+            value = _toml_value(str(value)) if from_text else value
+            if not isinstance(value, list):
+                raise ValueError
+            return list(value)
         if hint is bool:
             if from_text:
                 low = str(value).strip().lower()
@@ -256,7 +263,10 @@ def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
         if hint == list[int]:
             if from_text:
                 text = str(value).strip().strip("[]")
-                return [int(t) for t in text.replace(" ", "").split(",") if t]
+                if key == "size" and "x" in text:  # 24x24
+                    text = text.replace("x", ",")
+                out = [int(t) for t in text.replace(" ", "").split(",") if t]
+                return out * 2 if key == "size" and len(out) == 1 else out
             if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value
             ):
@@ -336,6 +346,7 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
 def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> Config:
     """Load a shipped recipe by name or a TOML file by path, apply ``overrides``, validate."""
     values: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # the components' own options, by name
     seen: list[str] = []
     current: str | None = name_or_path
     while current is not None:
@@ -347,14 +358,17 @@ def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> C
         for k, v in data.items():
             if isinstance(v, dict):
                 raise ConfigError(f"recipe {label}: tables are not supported ([{k}])")
-            values.setdefault(k, _coerce(k, v, from_text=False))
+            if k in FIELDS and k != "options":
+                values.setdefault(k, _coerce(k, v, from_text=False))
+            else:
+                options.setdefault(k, _option(k, v, from_text=False))
         if base is not None and not isinstance(base, str):
             raise ConfigError(f"recipe {label}: base must be a recipe name, got {base!r}")
         current = base
     values.setdefault(
         "name", name_or_path if not name_or_path.endswith(".toml") else Path(name_or_path).stem
     )
-    cfg = Config(**values)
+    cfg = Config(**values, options=options)
     return apply_overrides(cfg, overrides or {})
 
 
@@ -365,10 +379,20 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return Config(**{k: _coerce(k, v, from_text=False) for k, v in d.items()}).validate()
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:
-    """A copy of ``cfg`` with text overrides parsed and applied, validated."""
-    changes = {k: _coerce(k, v, from_text=True) for k, v in overrides.items()}
-    return dataclasses.replace(cfg, **changes).validate()
+def apply_overrides(cfg: Config, overrides: dict[str, Any], *, from_text: bool = True) -> Config:
+    """A copy of ``cfg`` with overrides applied (text parsed by each key's type, or Python
+    values checked with ``from_text=False``), validated. A key that is not a field is a
+    component's option (``beta2``) and goes into ``options``."""
+    changes = {
+        k: _coerce(k, v, from_text=from_text)
+        for k, v in overrides.items()
+        if k in FIELDS and k != "options"
+    }
+    options = dict(cfg.options)
+    for k, v in overrides.items():
+        if k not in FIELDS or k == "options":
+            options[k] = _option(k, v, from_text=from_text)
+    return dataclasses.replace(cfg, **changes, options=options).validate()
 
 
 def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, str]:

@@ -30,14 +30,33 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mlplab.errors import ConfigError
+from mlplab.options import Flag, Integer, Option, Real
 
 
 class Layer:
-    """Base class: a named block with ``params``, ``grads`` and ``buffers``."""
+    """Base class: a named block with ``params``, ``grads`` and ``buffers``.
+
+    A layer that a recipe may name (``layers = [...]``, see :mod:`mlplab.nn.specs`) declares
+    its recipe ``options`` (:mod:`mlplab.options`; ``primary`` is the one written as
+    ``{kind = value}``) and builds itself in :meth:`build` from the width of its input.
+    """
 
     kind: ClassVar[str] = "layer"
     decay: ClassVar[tuple[str, ...]] = ()  # names of params under L2 regularisation
     takes_scale: ClassVar[bool] = False  # backward(dout, scale) scales the gradients itself
+    options: ClassVar[dict[str, Option]] = {}  # what a recipe's layer spec may set
+    primary: ClassVar[str | None] = None  # the option of the short form {kind = value}
+
+    @classmethod
+    def build(cls, d_in: int, opts: dict[str, Any], ctx: Any) -> Layer:
+        """The layer for inputs of width ``d_in`` with the checked recipe options ``opts``;
+        ``ctx`` (:class:`mlplab.nn.specs.BuildContext`) holds the generator, the weight
+        initialisation and the dtype. Default: ``cls(**opts)``."""
+        return cls(**opts)
+
+    def width(self, d_in: int) -> int:
+        """The width of the output for inputs of width ``d_in`` (elementwise: the same)."""
+        return d_in
 
     def scales_itself(self) -> bool:
         """Whether ``backward`` takes ``scale``: ``takes_scale`` as set by the class that
@@ -86,6 +105,19 @@ class Dense(Layer):
     kind = "dense"
     decay = ("W",)
     takes_scale = True
+    options: ClassVar[dict[str, Option]] = {
+        "units": Integer(1, 1, 10**6, help="output width"),
+        "bias": Flag(True, help="add a bias (default: not before a batch norm)"),
+    }
+    primary = "units"
+
+    @classmethod
+    def build(cls, d_in: int, opts: dict[str, Any], ctx: Any) -> Dense:
+        W = ctx.weights(d_in, opts["units"])
+        return cls(W, np.zeros(W.shape[1], dtype=W.dtype) if opts["bias"] else None)
+
+    def width(self, d_in: int) -> int:
+        return self.shape[1]
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, need_dx: bool = True) -> None:
         super().__init__()
@@ -138,7 +170,8 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """``out = max(x, 0)``; ``dx = dout * [x > 0]``."""
+    """``out = max(x, 0)``; ``dx = dout * [x > 0]`` (the other activations are in
+    :mod:`mlplab.nn.activations`; this one keeps only its output, as the course's does)."""
 
     kind = "relu"
 
@@ -187,6 +220,14 @@ class BatchNorm(Layer):
 
     kind = "batchnorm"
     takes_scale = True
+    options: ClassVar[dict[str, Option]] = {
+        "alpha": Real(0.9, 0.0, 1.0, high_open=True, help="running-average factor"),
+    }
+    primary = "alpha"
+
+    @classmethod
+    def build(cls, d_in: int, opts: dict[str, Any], ctx: Any) -> BatchNorm:
+        return cls(d_in, alpha=opts["alpha"], running_init=ctx.bn_running_init, dtype=ctx.dtype)
 
     def __init__(
         self,
@@ -302,6 +343,10 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+    options: ClassVar[dict[str, Option]] = {
+        "drop_prob": Real(0.5, 0.0, 1.0, high_open=True, help="probability of dropping a unit"),
+    }
+    primary = "drop_prob"
 
     def __init__(self, drop_prob: float) -> None:
         super().__init__()
@@ -343,13 +388,13 @@ class Dropout(Layer):
         return cls(float(spec["drop_prob"]))
 
 
-#: ``kind`` -> layer class; :func:`layer_from_spec` and the model files look layers up here.
+#: ``kind`` -> layer class; model files and recipes look layers up here and in
+#: :data:`mlplab.nn.activations.ACTIVATIONS` (:func:`mlplab.nn.specs.layer_class`).
 LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Dense, ReLU, BatchNorm, Dropout)}
 
 
 def layer_from_spec(spec: dict[str, Any], dtype: np.dtype | type = np.float32) -> Layer:
     """Rebuild an (unweighted: zeros) layer from :meth:`Layer.spec`."""
-    kind = spec.get("kind")
-    if kind not in LAYERS:
-        raise ConfigError(f"unknown layer kind {kind!r}; known: {', '.join(LAYERS)}")
-    return LAYERS[kind].from_spec(spec, dtype)
+    from mlplab.nn.specs import layer_from_spec as rebuild  # the one place that looks up kinds
+
+    return rebuild(spec, dtype)

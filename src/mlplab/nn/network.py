@@ -14,17 +14,15 @@ optimiser (:mod:`mlplab.optim.optimizers`) and by the gradient check.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from mlplab.data.augment import flip_permutation
 from mlplab.errors import ConfigError
-from mlplab.nn.init import init_weights
-from mlplab.nn.layers import BatchNorm, Dense, Dropout, Layer, ReLU, layer_from_spec
+from mlplab.nn.layers import Dense, Dropout, Layer
 from mlplab.nn.losses import cross_entropy, softmax, softmax_cross_entropy
+from mlplab.nn.specs import BuildContext, build_layers, layer_from_spec, shorthand
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -71,42 +69,32 @@ class Network:
         bn_alpha: float = 0.9,
         bn_running_init: str = "first_batch",
         drop_prob: float = 0.0,
+        activation: str = "relu",
+        layers: Sequence[Any] | None = None,
         dtype: str | type = "float32",
     ) -> Network:
-        """Build ``d_in - hidden[0] - ... - n_classes`` with ReLU between dense layers.
+        """Build ``d_in - hidden[0] - ... - n_classes`` with ``activation`` between dense
+        layers, or the hidden part ``layers`` (a list of layer specs, :mod:`mlplab.nn.specs`)
+        when given.
 
         ``batch_norm`` inserts a :class:`BatchNorm` in every hidden layer, on the
-        scores before the ReLU (``bn_position="before_relu"``, the default) or on
+        scores before the activation (``bn_position="before_relu"``, the default) or on
         its output (``"after_relu"``). A dense layer directly followed by batch
         norm has no bias. ``drop_prob > 0`` adds dropout after every hidden
-        activation. Weights are drawn from ``rng`` with scheme ``init``.
+        activation. Weights are drawn from ``rng`` with scheme ``init``, in layer order.
         """
-        dt = parse_dtype(dtype)
-        sizes = [int(d_in), *(int(h) for h in hidden), int(n_classes)]
-        if any(s < 1 for s in sizes):
-            raise ConfigError(f"layer sizes must be positive, got {sizes}")
-        if bn_position not in ("before_relu", "after_relu"):
-            raise ConfigError(
-                f"bn_position must be 'before_relu' or 'after_relu', got {bn_position!r}"
+        if layers is None:
+            if any(isinstance(h, bool) or int(h) != h or h < 1 for h in hidden):
+                raise ConfigError(f"hidden sizes must be positive integers, got {list(hidden)}")
+            layers = shorthand(
+                hidden,
+                activation=activation,
+                batch_norm=batch_norm,
+                bn_position=bn_position,
+                drop_prob=drop_prob,
             )
-        layers: list[Layer] = []
-        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-            W = init_weights(rng, a, b, init, init_sigma, dt)
-            last = i == len(sizes) - 2
-            bn_here = batch_norm and not last
-            bias = None if (bn_here and bn_position == "before_relu") else np.zeros(b, dtype=dt)
-            layers.append(Dense(W, bias))
-            if last:
-                break
-            norm = (
-                [BatchNorm(b, alpha=bn_alpha, running_init=bn_running_init, dtype=dt)]
-                if bn_here
-                else []
-            )
-            layers += [*norm, ReLU()] if bn_position == "before_relu" else [ReLU(), *norm]
-            if drop_prob > 0:
-                layers.append(Dropout(drop_prob))
-        return cls(layers)
+        ctx = BuildContext(rng, init, init_sigma, parse_dtype(dtype), bn_alpha, bn_running_init)
+        return cls(build_layers(d_in, layers, n_classes, ctx))
 
     def spec(self) -> list[dict[str, Any]]:
         """The architecture as a JSON-able list of layer specs."""
@@ -117,6 +105,10 @@ class Network:
         """Rebuild the architecture with zero weights (load them with :meth:`set_state`)."""
         dt = parse_dtype(dtype)
         return cls([layer_from_spec(s, dt) for s in spec])
+
+    def describe(self) -> str:
+        """The layers in one line: ``3072 -> dense 50 -> relu -> dense 10``."""
+        return " -> ".join([str(self.d_in), *(_describe(ly) for ly in self.layers)])
 
     # -- named arrays -------------------------------------------------------------------------
     def params(self) -> dict[str, np.ndarray]:
@@ -227,28 +219,28 @@ class Network:
         return out
 
     def predict_proba(
-        self, X: np.ndarray, batch_size: int = 1000, *, flip_average: bool = False
+        self, X: np.ndarray, batch_size: int = 1000, *, mirror: np.ndarray | None = None
     ) -> np.ndarray:
         """Class probabilities ``(n, K)`` in evaluation mode.
 
-        ``flip_average``: the mean of the probabilities of each row and of its mirror image
-        (:meth:`mirror_proba`).
+        ``mirror``: a column permutation (an image's :meth:`~mlplab.images.ImageShape.
+        flip_permutation`); the result is then the mean of the probabilities of each row and
+        of its mirror image (:meth:`mirror_proba`).
         """
         probs = softmax(self.logits(X, batch_size))
-        if flip_average:
-            probs += self.mirror_proba(X, batch_size)
+        if mirror is not None:
+            probs += self.mirror_proba(X, batch_size, mirror)
             probs *= 0.5
         return probs
 
-    def mirror_proba(self, X: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class probabilities ``(n, K)`` of the mirror image of each row (rows of 32x32
-        images, mirrored as the trainer's flips mirror them), in evaluation mode."""
-        perm = flip_permutation(X.shape[1])
-        if perm is None:
-            raise ConfigError(f"flip averaging needs rows of 32x32 images, not {X.shape[1]}")
+    def mirror_proba(self, X: np.ndarray, batch_size: int, mirror: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, K)`` of the rows ``X[:, mirror]`` (each image mirrored as
+        the trainer's flips mirror it), in evaluation mode."""
+        if len(mirror) != X.shape[1]:
+            raise ConfigError(f"a mirror permutation of {len(mirror)} columns for {X.shape[1]}")
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         for i in range(0, X.shape[0], batch_size):
-            rows = np.take(X[i : i + batch_size], perm, axis=1)
+            rows = np.take(X[i : i + batch_size], mirror, axis=1)
             out[i : i + batch_size] = softmax(self.forward(rows, train=False))
         return out
 
@@ -262,3 +254,11 @@ class Network:
         loss = cross_entropy(logits, y)
         acc = float(np.mean(np.argmax(logits, axis=1) == y))
         return {"cost": loss + self.l2_penalty(lam), "loss": loss, "accuracy": acc}
+
+
+def _describe(layer: Layer) -> str:
+    spec = layer.spec()
+    if isinstance(layer, Dense):
+        return f"dense {layer.shape[1]}" + ("" if "b" in layer.params else " (no bias)")
+    opts = [f"{k}={v}" for k, v in spec.items() if k not in ("kind", "d")]
+    return layer.kind + (f" ({', '.join(opts)})" if opts and layer.kind != "batchnorm" else "")

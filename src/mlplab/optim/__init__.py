@@ -1,7 +1,16 @@
 """Optimisers and learning-rate schedules."""
 
-from mlplab.optim.optimizers import SGD, Adam, Optimizer, make_optimizer
+from mlplab.optim.optimizers import (
+    OPTIMIZERS,
+    SGD,
+    Adam,
+    Momentum,
+    Nesterov,
+    Optimizer,
+    make_optimizer,
+)
 from mlplab.optim.schedules import (
+    SCHEDULES,
     Constant,
     Cosine,
     Cyclic,
@@ -12,12 +21,16 @@ from mlplab.optim.schedules import (
 )
 
 __all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
     "SGD",
     "Adam",
     "Constant",
     "Cosine",
     "Cyclic",
     "LinearDecay",
+    "Momentum",
+    "Nesterov",
     "Optimizer",
     "Ramp",
     "Schedule",

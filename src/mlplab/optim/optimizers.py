@@ -34,11 +34,13 @@ scaling ``W *= 1 - 2 lr l2`` and one addition: two passes over each weight matri
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from mlplab.errors import ConfigError
+from mlplab.options import Option, Real, check_options
 
 #: elements of a parameter updated together: the few arrays of one block (parameter,
 #: gradient, state, scratch; 256 KiB each in float32) stay in the CPU's cache
@@ -46,9 +48,14 @@ BLOCK = 1 << 16
 
 
 class Optimizer:
-    """Base class; subclasses implement :meth:`_update` (and may ask for a ``grad_scale``)."""
+    """Base class; subclasses implement :meth:`_update` (and may ask for a ``grad_scale``).
+
+    ``options`` declares the keyword arguments a recipe may set (:mod:`mlplab.options`):
+    ``--set optimizer=adam --set beta2=0.99`` reaches ``Adam(beta2=0.99)``.
+    """
 
     name = "optimizer"
+    options: ClassVar[dict[str, Option]] = {}
 
     def __init__(
         self,
@@ -165,7 +172,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, momentum: float = 0.0, nesterov: bool = False, **kw: object) -> None:
+    def __init__(self, momentum: float = 0.0, nesterov: bool = False, **kw: Any) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         if not 0.0 <= momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
@@ -209,13 +216,43 @@ class SGD(Optimizer):
             p -= s  # p = p - lr v
 
 
+_MOMENTUM = {"momentum": Real(0.9, 0.0, 1.0, high_open=True, help="mu")}
+
+
+class Momentum(SGD):
+    """SGD with heavy-ball momentum ``mu`` (``torch.optim.SGD(momentum=mu)``)."""
+
+    name = "momentum"
+    options: ClassVar[dict[str, Option]] = _MOMENTUM
+
+    def __init__(self, momentum: float = 0.9, **kw: Any) -> None:
+        super().__init__(momentum=momentum, **kw)
+
+
+class Nesterov(SGD):
+    """SGD with Nesterov momentum ``mu`` (``torch.optim.SGD(momentum=mu, nesterov=True)``)."""
+
+    name = "nesterov"
+    options: ClassVar[dict[str, Option]] = {
+        "momentum": Real(0.9, 0.0, 1.0, low_open=True, high_open=True, help="mu")
+    }
+
+    def __init__(self, momentum: float = 0.9, **kw: Any) -> None:
+        super().__init__(momentum=momentum, nesterov=True, **kw)
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015); with ``decoupled_weight_decay`` it is AdamW."""
 
     name = "adam"
+    options: ClassVar[dict[str, Option]] = {
+        "beta1": Real(0.9, 0.0, 1.0, high_open=True, help="decay of the first moment"),
+        "beta2": Real(0.999, 0.0, 1.0, high_open=True, help="decay of the second moment"),
+        "eps": Real(1e-8, 0.0, low_open=True, help="added to the root of the second moment"),
+    }
 
     def __init__(
-        self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw: object
+        self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw: Any
     ) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         for nm, b in (("beta1", beta1), ("beta2", beta2)):
@@ -250,24 +287,25 @@ class Adam(Optimizer):
         p -= t  # p = p - (lr / c1) m / s
 
 
-#: name -> constructor from (momentum, keywords of :class:`Optimizer`).
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "sgd": lambda momentum, **kw: SGD(**kw),
-    "momentum": lambda momentum, **kw: SGD(momentum=momentum, **kw),
-    "nesterov": lambda momentum, **kw: SGD(momentum=momentum, nesterov=True, **kw),
-    "adam": lambda momentum, **kw: Adam(**kw),  # AdamW with weight_decay > 0
+#: name -> optimiser class; ``Config.validate`` and ``--set optimizer=`` look names up here.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adam": Adam,  # AdamW with weight_decay > 0
 }
 
 
 def make_optimizer(
     name: str,
     *,
-    momentum: float = 0.9,
     l2: float = 0.0,
     weight_decay: float = 0.0,
     decay_names: Iterable[str] = (),
+    **options: Any,
 ) -> Optimizer:
-    """Optimiser by name (see :data:`OPTIMIZERS`).
+    """Optimiser by name (see :data:`OPTIMIZERS`) with its own ``options`` (each checked by
+    its declaration; ``momentum`` is ignored by optimisers without momentum).
 
     ``l2`` is the course's L2 weight ``lam`` (its gradient ``2 lam W`` is folded into the
     update); ``weight_decay`` is decoupled (``p *= 1 - lr * wd``). Both apply to the
@@ -275,9 +313,8 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    kw = {
-        "l2": l2,
-        "decoupled_weight_decay": weight_decay,
-        "decay_names": decay_names,
-    }
-    return OPTIMIZERS[name](momentum, **kw)
+    cls = OPTIMIZERS[name]
+    if "momentum" not in cls.options:
+        options.pop("momentum", None)
+    values = check_options(f"optimizer {name}", cls.options, options)
+    return cls(l2=l2, decoupled_weight_decay=weight_decay, decay_names=decay_names, **values)

@@ -3,16 +3,25 @@
 ``step`` counts mini-batch updates from 0. Every schedule is a small frozen
 object with ``__call__(step) -> lr``, so the same step always gives the same
 rate (a resumed run needs nothing but the step).
+
+A schedule that a recipe names (:data:`SCHEDULES`) also declares its recipe ``options``
+(:mod:`mlplab.options`), checks the rules between them (:meth:`Schedule.check`), computes
+the length of the run (:meth:`Schedule.updates`) and builds itself from the options
+(:meth:`Schedule.from_options`). Nothing else branches on a schedule's name.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mlplab.errors import ConfigError
+from mlplab.options import Integer, Option, Real
+
+#: More updates than this in one run is a typo (1e9 updates of a tiny net take weeks).
+MAX_UPDATES = 10**9
 
 
 def _positive(name: str, value: float) -> None:
@@ -23,8 +32,36 @@ def _positive(name: str, value: float) -> None:
 class Schedule:
     """Base class: ``lr = schedule(step)``."""
 
+    options: ClassVar[dict[str, Option]] = {}
+
     def __call__(self, step: int) -> float:
         raise NotImplementedError
+
+    @classmethod
+    def check(cls, o: Mapping[str, Any]) -> None:
+        """Rules between the (each already checked) options ``o``; raise ConfigError."""
+
+    @classmethod
+    def updates(cls, o: Mapping[str, Any], n_train: int, batch_size: int) -> int:
+        """The number of updates of a run (default: ``epochs`` epochs of ``n // B``)."""
+        return _bounded(o["epochs"] * (n_train // batch_size), "epochs")
+
+    @classmethod
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
+        """The schedule of a run of ``total`` updates on ``n_train`` rows."""
+        raise NotImplementedError
+
+
+def _bounded(updates: float, what: str) -> int:
+    if not updates <= MAX_UPDATES:
+        raise ConfigError(f"{what} make {updates:.3g} updates; at most {MAX_UPDATES:.0e}")
+    return round(updates)
+
+
+_ETA = {"eta": Real(0.01, 0.0, low_open=True, help="the (starting) learning rate")}
+_EPOCHS = {"epochs": Real(0.0, 0.0, low_open=True, help="length of the run in epochs")}
 
 
 @dataclass(frozen=True)
@@ -32,12 +69,17 @@ class Constant(Schedule):
     """``lr(t) = lr``."""
 
     lr: float
+    options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
 
     def __call__(self, step: int) -> float:
         return float(self.lr)
+
+    @classmethod
+    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+        return cls(o["eta"])
 
 
 @dataclass(frozen=True)
@@ -47,6 +89,16 @@ class StepDecay(Schedule):
     lr: float
     step_size: int
     gamma: float = 0.1
+    options: ClassVar[dict[str, Option]] = {
+        **_ETA,
+        **_EPOCHS,
+        "step_size": Integer(0, 1, help="updates between two decays"),
+        "gamma": Real(0.1, 0.0, low_open=True, help="decay factor"),
+    }
+
+    @classmethod
+    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+        return cls(o["eta"], o["step_size"], o["gamma"])
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
@@ -64,6 +116,11 @@ class LinearDecay(Schedule):
     lr: float
     total_steps: int
     lr_end: float = 0.0
+    options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
+
+    @classmethod
+    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+        return cls(o["eta"], max(total, 1))
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
@@ -84,6 +141,11 @@ class Cosine(Schedule):
     lr: float
     total_steps: int
     lr_min: float = 0.0
+    options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
+
+    @classmethod
+    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+        return cls(o["eta"], max(total, 1))
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
@@ -117,6 +179,35 @@ class Cyclic(Schedule):
     max_lr: float
     step_size_up: int
     step_size_down: int | None = None
+    options: ClassVar[dict[str, Option]] = {
+        "eta_min": Real(1e-5, 0.0, low_open=True, help="lowest rate (base_lr)"),
+        "eta_max": Real(1e-1, 0.0, low_open=True, help="highest rate (max_lr)"),
+        "n_s": Integer(500, 0, help="updates from eta_min to eta_max (step_size_up)"),
+        "n_s_k": Real(0.0, 0.0, help="if > 0: n_s = n_s_k * floor(n_train / batch_size)"),
+        "cycles": Integer(1, 1, help="full cycles of 2 n_s updates"),
+    }
+
+    @classmethod
+    def check(cls, o: Mapping[str, Any]) -> None:
+        if o["eta_min"] > o["eta_max"]:
+            raise ConfigError(f"eta_min ({o['eta_min']}) must not exceed eta_max ({o['eta_max']})")
+        if o["n_s"] < 1 and o["n_s_k"] <= 0:
+            raise ConfigError(f"n_s must be >= 1 (or set n_s_k), got {o['n_s']}")
+
+    @staticmethod
+    def resolved_n_s(o: Mapping[str, Any], n_train: int, batch_size: int) -> int:
+        """``n_s``, or ``n_s_k * floor(n_train / batch_size)`` when ``n_s_k`` is set."""
+        if o["n_s_k"] > 0:
+            return max(1, _bounded(o["n_s_k"] * (n_train // batch_size), "n_s_k"))
+        return int(o["n_s"])
+
+    @classmethod
+    def updates(cls, o: Mapping[str, Any], n_train: int, batch_size: int) -> int:
+        return _bounded(2 * cls.resolved_n_s(o, n_train, batch_size) * o["cycles"], "cycles")
+
+    @classmethod
+    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+        return cls(o["eta_min"], o["eta_max"], cls.resolved_n_s(o, n_train, batch_size))
 
     def __post_init__(self) -> None:
         _positive("eta_min (base_lr)", self.base_lr)
@@ -167,21 +258,11 @@ class Ramp(Schedule):
         return float(self.lr_min * (self.lr_max / self.lr_min) ** f)
 
 
-#: name -> the schedule of a configuration ``c`` (a :class:`mlplab.config.Config`), given
-#: its total number of updates and training rows. ``Config.validate`` checks names here.
-SCHEDULES: dict[str, Callable[[Any, int, int], Schedule]] = {
-    "cyclic": lambda c, total, n: Cyclic(c.eta_min, c.eta_max, c.resolved_n_s(n)),
-    "constant": lambda c, total, n: Constant(c.eta),
-    "step": lambda c, total, n: StepDecay(c.eta, c.step_size, c.gamma),
-    "linear": lambda c, total, n: LinearDecay(c.eta, max(total, 1)),
-    "cosine": lambda c, total, n: Cosine(c.eta, max(total, 1)),
+#: name -> the schedule class a recipe's ``schedule`` names (each declares its options).
+SCHEDULES: dict[str, type[Schedule]] = {
+    "cyclic": Cyclic,
+    "constant": Constant,
+    "step": StepDecay,
+    "linear": LinearDecay,
+    "cosine": Cosine,
 }
-
-
-def make_schedule(cfg: Any, n_train: int) -> Schedule:
-    """The learning-rate schedule of configuration ``cfg`` for ``n_train`` training rows."""
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}"
-        )
-    return SCHEDULES[cfg.schedule](cfg, cfg.total_updates(n_train), n_train)

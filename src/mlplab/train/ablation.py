@@ -15,26 +15,42 @@ from typing import Any
 
 from mlplab.config import Config, apply_overrides
 from mlplab.data import RawDataset
+from mlplab.data.augment import AUGMENTATIONS, Augmentation
 from mlplab.errors import ConfigError
 from mlplab.fileio import atomic_write_bytes, atomic_write_json
 from mlplab.report.document import Table, markdown_table
+from mlplab.train.build import values_for
 from mlplab.train.reuse import Cache
 from mlplab.train.run import cached_experiment
 
-INGREDIENTS: dict[str, tuple[Callable[[Config], bool], dict[str, str]]] = {
-    "batch-norm": (lambda c: c.batch_norm, {"batch_norm": "false"}),
-    "dropout": (lambda c: c.drop_prob > 0, {"drop_prob": "0"}),
-    "flips": (lambda c: c.flip, {"flip": "false"}),
-    "translations": (lambda c: c.translate > 0, {"translate": "0"}),
-    "noise": (lambda c: c.noise_std > 0, {"noise_std": "0"}),
-    "augmentation": (  # all of it at once: flips, translations and noise
-        lambda c: c.flip or c.translate > 0 or c.noise_std > 0,
-        {"flip": "false", "translate": "0", "noise_std": "0"},
-    ),
-    "whitening": (lambda c: c.zca_eps > 0, {"zca_eps": "0"}),
-    "label-smoothing": (lambda c: c.label_smoothing > 0, {"label_smoothing": "0"}),
-    "l2": (lambda c: c.lam > 0, {"lam": "0"}),
-}
+Ingredient = tuple[Callable[[Config], bool], dict[str, str]]
+
+
+def _augmentation(cls: type[Augmentation]) -> Ingredient:
+    """An augmentation's ingredient: used when its switch is on; removed by its default."""
+    switch = cls.switch()
+    off = str(cls.options[switch].default).lower()
+    return (lambda c: cls.active(values_for(c, cls)), {switch: off})
+
+
+def ingredients(cfg: Config) -> dict[str, Ingredient]:
+    """Name -> (does ``cfg`` use it, the overrides that remove it). The augmentations come
+    from :data:`~mlplab.data.augment.AUGMENTATIONS` (each under its ``ablation_name``), then
+    all those ``cfg`` uses at once."""
+    augs = {cls.ablation_name: _augmentation(cls) for cls in AUGMENTATIONS.values()}
+    every = [ingredient for ingredient in augs.values() if ingredient[0](cfg)]
+    return {
+        "batch-norm": (lambda c: c.batch_norm, {"batch_norm": "false"}),
+        "dropout": (lambda c: c.drop_prob > 0, {"drop_prob": "0"}),
+        **augs,
+        "augmentation": (  # all of it at once
+            lambda c: any(uses(c) for uses, _ in every),
+            {k: v for _, off in every for k, v in off.items()},
+        ),
+        "whitening": (lambda c: c.zca_eps > 0, {"zca_eps": "0"}),
+        "label-smoothing": (lambda c: c.label_smoothing > 0, {"label_smoothing": "0"}),
+        "l2": (lambda c: c.lam > 0, {"lam": "0"}),
+    }
 
 
 def _score(res: dict[str, Any]) -> float:
@@ -53,13 +69,13 @@ def run_ablation(
 ) -> list[dict[str, Any]]:
     """Train the full recipe and every applicable ablation (each reused if done, see
     :mod:`.reuse`); write ``ablation.md`` and ``ablation.json``."""
-    names = [n for n, (uses, _) in INGREDIENTS.items() if uses(cfg)]
+    known = ingredients(cfg)
+    names = [n for n, (uses, _) in known.items() if uses(cfg)]
     if only:
         free = {"snapshot-ensemble", "flip-averaging"}  # scored from the full run, always
-        unknown = sorted(set(only) - set(INGREDIENTS) - free)
+        unknown = sorted(set(only) - set(known) - free)
         if unknown:
-            known = sorted(set(INGREDIENTS) | free)
-            raise ConfigError(f"unknown ingredients {unknown}; known: {known}")
+            raise ConfigError(f"unknown ingredients {unknown}; known: {sorted(set(known) | free)}")
         names = [n for n in names if n in only]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +107,7 @@ def run_ablation(
                 }
             )
     for name in names:
-        sub = apply_overrides(cfg, INGREDIENTS[name][1])
+        sub = apply_overrides(cfg, known[name][1])
         sub.name = f"{cfg.name} without {name}"
         res = cached_experiment(sub, out / f"no-{name}", raw=raw, cache=cache, progress=progress)
         rows.append(

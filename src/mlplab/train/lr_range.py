@@ -80,7 +80,9 @@ def lr_range_test(
     ).validate()
     schedule = Ramp(lr_min, lr_max, total, mode)
     net = build_network(run_cfg, splits.x_train.shape[1], len(splits.classes), rng)
-    trainer = Trainer(net, run_cfg, rng, progress=progress, schedule=schedule)
+    trainer = Trainer(
+        net, run_cfg, rng, progress=progress, schedule=schedule, image_shape=splits.image_shape
+    )
     diverged_at = None
     try:
         trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)

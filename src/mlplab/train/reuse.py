@@ -44,7 +44,15 @@ def _hash(obj: Any) -> str:
 
 #: Fields added after the first release, with their "off" values: left at those they do not
 #: enter the hash, so the runs, caches and checkpoints of recipes without them keep their names.
-LATER_FIELDS = {"zca_eps": 0.0, "flip_average": False, "record_train_samples": 0}
+LATER_FIELDS: dict[str, Any] = {
+    "zca_eps": 0.0,
+    "flip_average": False,
+    "record_train_samples": 0,
+    "size": [],
+    "activation": "relu",
+    "layers": [],
+    "options": {},
+}
 
 
 def config_hash(cfg: Config) -> str:

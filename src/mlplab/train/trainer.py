@@ -31,19 +31,27 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlplab.config import Config
-from mlplab.data.augment import augment_batch
 from mlplab.errors import ConfigError, TrainingDiverged
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
-from mlplab.optim.optimizers import Optimizer, make_optimizer
-from mlplab.optim.schedules import Cyclic, Schedule, make_schedule
+from mlplab.optim.optimizers import Optimizer
+from mlplab.optim.schedules import Cyclic, Schedule
+from mlplab.train.build import (
+    build_augmentations,
+    build_optimizer,
+    build_schedule,
+    resolved_n_s,
+    total_updates,
+)
 
 
 def record_interval(cfg: Config, n_train: int) -> int:
     """Updates between two history points."""
     if cfg.record_every:
         return cfg.record_every
-    if cfg.schedule == "cyclic":
-        return max(1, (2 * cfg.resolved_n_s(n_train)) // cfg.record_per_cycle)
+    n_s = resolved_n_s(cfg, n_train)
+    if n_s is not None:  # cyclic: record_per_cycle points per cycle
+        return max(1, (2 * n_s) // cfg.record_per_cycle)
     return max(1, n_train // cfg.batch_size)
 
 
@@ -97,7 +105,8 @@ class Trainer:
     ensembles); ``on_step(trainer)`` after every update (checkpoints). ``optimizer``
     replaces the one the configuration names; its ``l2`` must be the configuration's
     ``lam`` (the recorded cost includes it), and without ``decay_names`` it decays the
-    network's dense weights.
+    network's dense weights. ``image_shape``: the geometry of the rows, for the image
+    augmentations (None: flat features, which those refuse).
     """
 
     def __init__(
@@ -112,8 +121,10 @@ class Trainer:
         on_record: Callable[[dict[str, float]], None] | None = None,
         on_cycle_end: Callable[[int], None] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
+        image_shape: ImageShape | None = CIFAR10_SHAPE,
     ) -> None:
         self.net = network
+        self.image_shape = image_shape
         self.cfg = cfg
         self.rng = rng
         self.progress = progress
@@ -128,13 +139,8 @@ class Trainer:
                     f"lam ({cfg.lam}), which the recorded cost includes"
                 )
             optimizer.decay_names = optimizer.decay_names or set(network.decay_names())
-        self.optimizer: Optimizer = optimizer or make_optimizer(
-            cfg.optimizer,
-            momentum=cfg.momentum,
-            l2=cfg.lam,
-            weight_decay=cfg.weight_decay,
-            decay_names=network.decay_names(),
-        )
+        self.optimizer: Optimizer = optimizer or build_optimizer(cfg, network)
+        self.augmentations = build_augmentations(cfg, image_shape)
         self.history: list[dict[str, float]] = []
         self.snapshots: list[dict[str, np.ndarray]] = []  # network state at each cycle's end
         self.best: dict[str, np.ndarray] | None = None  # state of the best validation accuracy
@@ -254,9 +260,16 @@ class Trainer:
                 f"record_train_samples {self.cfg.record_train_samples} is larger than the "
                 f"training split ({n} samples); 0 records the train curves on all of it"
             )
+        shape = self.image_shape
+        pictures = [a.name for a in self.augmentations if a.needs_image]
+        if pictures and shape is not None and shape.size != X.shape[1]:
+            raise ConfigError(
+                f"{', '.join(pictures)} need rows of {shape} images ({shape.size} values), "
+                f"the data have {X.shape[1]}"
+            )
         if X.dtype != net.dtype:
             raise ConfigError(f"data dtype {X.dtype} differs from the network's {net.dtype}")
-        if self.cfg.total_updates(n) < 1:
+        if total_updates(self.cfg, n) < 1:
             raise ConfigError("the run would make no update: raise epochs, cycles or n_s")
 
     def fit(
@@ -278,13 +291,12 @@ class Trainer:
         self.check_data(X)
         n = X.shape[0]
         B = cfg.batch_size
-        schedule = self.schedule or make_schedule(cfg, n)
-        total = cfg.total_updates(n)
+        schedule = self.schedule or build_schedule(cfg, n)
+        total = total_updates(cfg, n)
         stop = total if max_updates is None else min(total, self.step + max_updates)
         every = record_interval(cfg, n)
         per_epoch = n // B
         cycle_len = schedule.cycle_length if isinstance(schedule, Cyclic) else 0
-        augment = cfg.flip or cfg.translate or cfg.noise_std
         batches = BatchGather(X, B)
         ahead = cfg.threads == 1  # gather the next batch in a helper thread (BatchGather)
         self._params, self._grads = net.params(), net.grads()
@@ -317,10 +329,8 @@ class Trainer:
                 if ahead and b + 1 < per_epoch and self.step + 1 < stop:  # rows known
                     batches.prefetch(self.step + 1, self.perm[(b + 1) * B : (b + 2) * B])
                 yb = y[idx]
-                if augment:
-                    augment_batch(
-                        xb, rng, flip=cfg.flip, translate=cfg.translate, noise_std=cfg.noise_std
-                    )
+                for aug in self.augmentations:  # in place, in the batch buffer
+                    aug(xb, rng)
                 lr = schedule(self.step)
                 loss = self._update(xb, yb, lr)
                 if not math.isfinite(loss):
