@@ -188,7 +188,7 @@ def good_data(tmp_path):
         ("lam=-0.1", "lam must be >= 0"),
         ("n_s=0", "n_s must be >= 1"),
         ("hidden=50,-3", "hidden sizes"),
-        ("eta_max=nan", "must be finite"),
+        ("eta_max=nan", "eta_max must be a finite number"),
         ("optimizer=adamx", "optimizer must be one of sgd, momentum, nesterov, adam"),
         ("init=foo", "init must be one of course, he, xavier, normal"),
         ("bn_position=middle", "bn_position must be before_relu or after_relu"),

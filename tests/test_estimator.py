@@ -90,9 +90,10 @@ def test_inputs_are_standardised_by_the_one_function():
 
 def test_parameters_are_the_config_fields_with_their_defaults():
     sig = inspect.signature(MLPClassifier.__init__).parameters
-    own = {"standardize", "progress", "batch_size"}
+    own = {"standardize", "progress", "batch_size", "image_shape"}
     defaults = {f.name: f.default for f in dataclasses.fields(Config)}
     defaults["hidden"] = tuple(Config().hidden)
+    defaults["layers"] = defaults["options"] = None  # (immutable defaults: [] and {} in fit)
     for name, p in sig.items():
         if name in ("self", *own):
             continue

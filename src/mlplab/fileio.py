@@ -30,8 +30,10 @@ from mlplab.errors import MlplabError, ModelFileError
 
 MODEL_FORMAT = "mlplab-model"
 #: Version 2 files hold an input transform older readers would ignore (a ZCA matrix or flip
-#: averaging); a model without one is written as version 1, which every reader understands.
-MODEL_VERSION = 2
+#: averaging); version 3 files an input geometry they would misread (images other than 32x32
+#: RGB, flat features, or features not scaled by 255). A model needing neither is written as
+#: version 1, which every reader understands.
+MODEL_VERSION = 3
 
 
 T = TypeVar("T")

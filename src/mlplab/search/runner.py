@@ -25,7 +25,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from mlplab.config import Config, apply_overrides, load_recipe
-from mlplab.data import RawDataset, load_cifar10, parse_split, prepared
+from mlplab.data import RawDataset, load_data, parse_split, prepared
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import prepare_out_dir
 from mlplab.machine import run_processes, usable_cores
@@ -289,7 +289,8 @@ def run_search(
             held.enter_context(file_lock(Path(f"{db.resolve()}.lock"), busy.format(db)))
         try:
             if raw is None:  # before the study: bad data must not cost a --restart its study
-                raw = load_cifar10(data_dir, progress=not quiet)
+                size = (cfg.size[0], cfg.size[1]) if cfg.size else None
+                raw = load_data(data_dir, size=size, progress=not quiet)
             settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
             st = open_storage(url, heartbeat=heartbeat, grace=grace)
             held.callback(st.engine.dispose)

@@ -25,13 +25,15 @@ from mlplab.config import Config
 from mlplab.data.preprocess import column_stats, standardize
 from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
-from mlplab.train.run import build_network
+from mlplab.train.build import build_network, image_needs
 from mlplab.train.trainer import Trainer
 
 #: Fields of :class:`~mlplab.config.Config` that are not parameters of the estimator, and why:
-#: the caller passes the data (``split``, ``n_train``); ``n_s`` alone sets the cycle length
-#: (``n_s_k``); the history keeps the default spacing (``record_*``) and evaluation batch;
+#: the caller passes the data (``split``, ``n_train``, and ``size``: resizing is the reader's);
+#: ``n_s`` alone sets the cycle length (``n_s_k``); the history keeps the default spacing
+#: (``record_*``) and evaluation batch;
 #: there is no run directory (``name``, ``description``, ``checkpoint_every``); BLAS threads
 #: are the caller's (``threads``); the estimator keeps one network (``snapshot_ensemble``).
 NOT_PARAMETERS = (
@@ -39,6 +41,7 @@ NOT_PARAMETERS = (
     "description",
     "split",
     "n_train",
+    "size",
     "n_s_k",
     "record_per_cycle",
     "record_every",
@@ -63,14 +66,23 @@ class NotFittedError(ConfigError, ValueError, AttributeError):
 class MLPClassifier:
     """Fully-connected ReLU network trained by mini-batch gradient descent.
 
-    Every parameter except ``standardize``, ``batch_size`` and ``progress`` is the
-    :class:`~mlplab.config.Config` field of the same name, with the same default
+    Every parameter except ``standardize``, ``batch_size``, ``image_shape`` and ``progress``
+    is the :class:`~mlplab.config.Config` field of the same name, with the same default
     and meaning (the README's "Conventions" give the formulas).
 
     Parameters
     ----------
     hidden : sequence of int, default (50,)
         Widths of the hidden layers.
+    activation : str, default "relu"
+        The activation between them (``relu``, ``gelu``, ``leaky_relu``, ``tanh``, or any
+        name registered in :data:`mlplab.nn.activations.ACTIVATIONS`).
+    layers : list or None, default None
+        The hidden part as a list of layer specs (:mod:`mlplab.nn.specs`), instead of
+        ``hidden``/``activation``/``batch_norm``/``drop_prob``.
+    options : dict or None, default None
+        Options of the optimiser, schedule and augmentations that are not parameters here
+        (``{"beta2": 0.99}`` for Adam, ``{"cutout": 4}``), each checked by its component.
     init : {"course", "he", "xavier", "normal"}, default "course"
         Weight initialisation; ``init_sigma`` is the std of ``"normal"``.
     init_sigma : float, default 0.0
@@ -106,11 +118,11 @@ class MLPClassifier:
     step_size : int, default 0
     gamma : float, default 0.1
     flip, translate, noise_std : default False, 0, 0.0
-        Augmentation of each mini-batch (CIFAR-10 rows of 3072 pixels only):
-        horizontal flips, shifts of up to ``translate`` pixels, Gaussian noise.
+        Augmentation of each mini-batch: horizontal flips, shifts of up to ``translate``
+        pixels (both need ``image_shape``), Gaussian noise.
     flip_average : bool, default False
-        Predict with the mean probabilities of each row and of its mirror image (rows of
-        3072 CIFAR-10 pixels only).
+        Predict with the mean probabilities of each row and of its mirror image (needs
+        ``image_shape``).
     keep_best : bool, default False
         End with the weights of the best validation accuracy (``fit``'s ``X_val``).
     early_stop : int, default 0
@@ -123,6 +135,10 @@ class MLPClassifier:
         If > 0, also learn the ZCA whitening matrix of the standardised training features
         (:func:`mlplab.data.whiten.fit_zca` with this ``eps``; mirror-symmetric when the
         rows are images that are flipped) and whiten every input. At most 8192 features.
+    image_shape : (height, width, channels) or None, default None
+        The rows are images of this shape, in plane order (:mod:`mlplab.images`); needed by
+        flips, translations, crops, cutout and ``flip_average``. ``None`` with 3072
+        features means CIFAR-10's 32x32 RGB for those.
     progress : bool, default False
         Show a progress bar while training.
 
@@ -142,6 +158,8 @@ class MLPClassifier:
         self,
         *,
         hidden: Sequence[int] = (50,),
+        activation: str = "relu",
+        layers: list[Any] | None = None,
         init: str = "course",
         init_sigma: float = 0.0,
         batch_norm: bool = False,
@@ -173,6 +191,8 @@ class MLPClassifier:
         seed: int = 0,
         standardize: bool = True,
         zca_eps: float = 0.0,
+        options: dict[str, Any] | None = None,
+        image_shape: Sequence[int] | None = None,
         progress: bool = False,
     ) -> None:
         # Store every argument under its own name and nothing else (scikit-learn's rule):
@@ -222,17 +242,32 @@ class MLPClassifier:
     def _config(self, n_samples: int) -> Config:
         """The validated training configuration (raises :class:`ConfigError`)."""
         params = self.get_params()
-        for name in ("standardize", "progress"):
+        for name in ("standardize", "progress", "image_shape"):
             del params[name]
         if params["batch_size"] is None:
             params["batch_size"] = min(DEFAULT_BATCH_SIZE, n_samples)
-        try:
-            if isinstance(self.hidden, str):
-                raise TypeError
-            params["hidden"] = [int(h) for h in self.hidden]
-        except (TypeError, ValueError):
-            raise ConfigError(f"hidden must be a sequence of widths, got {self.hidden!r}") from None
+        hidden = self.hidden
+        if (
+            isinstance(hidden, str)
+            or not isinstance(hidden, Sequence | np.ndarray)
+            or not all(isinstance(h, int | np.integer) and not isinstance(h, bool) for h in hidden)
+        ):  # (5.9,) is not silently 5, nor (True,) 1
+            raise ConfigError(f"hidden must be a sequence of integer widths, got {hidden!r}")
+        params["hidden"] = [int(h) for h in hidden]
+        params["layers"] = list(self.layers) if self.layers is not None else []
+        if self.options is not None and not isinstance(self.options, dict):
+            raise ConfigError(f"options must be a dict, got {self.options!r}")
+        params["options"] = dict(self.options or {})
         return Config(name="MLPClassifier", **params).validate()
+
+    def _image_shape(self, d: int) -> ImageShape | None:
+        """The geometry of the rows: ``image_shape``, CIFAR-10's for 3072 features, or None."""
+        if self.image_shape is None:
+            return CIFAR10_SHAPE if d == CIFAR10_SHAPE.size else None
+        shape = ImageShape.parse(self.image_shape, "image_shape")
+        if shape.size != d:
+            raise ConfigError(f"image_shape {shape} has {shape.size} values per row, X has {d}")
+        return shape
 
     # -- learning -----------------------------------------------------------------------------
     def fit(
@@ -250,11 +285,11 @@ class MLPClassifier:
         X = _features(X)
         y = _labels(y, X.shape[0])
         cfg = self._config(X.shape[0])
-        images = cfg.flip or cfg.translate > 0 or cfg.flip_average
-        if images and X.shape[1] != 3072:
+        shape = self._image_shape(X.shape[1])
+        if image_needs(cfg) and shape is None:
             raise ConfigError(
-                f"flips, translations and flip_average need rows of 3072 image pixels, "
-                f"not {X.shape[1]}"
+                f"{', '.join(image_needs(cfg))} need images: give the rows' "
+                "image_shape=(height, width, channels)"
             )
         if cfg.zca_eps and not self.standardize:
             raise ConfigError("zca_eps needs standardize=True (whitening centred features)")
@@ -267,9 +302,11 @@ class MLPClassifier:
         dt = np.dtype(cfg.dtype)
         self.whiten_ = None
         self.flip_average_ = cfg.flip_average  # as fitted: set_params changes it at the next fit
+        self.mirror_ = shape.flip_permutation() if cfg.flip_average and shape else None
         if cfg.zca_eps:  # rows that are flipped in training are images: mirror the covariance
             Xs64 = self._standardized(X, np.float64)
-            self.whiten_ = fit_zca(Xs64, cfg.zca_eps, mirror=cfg.flip or cfg.flip_average)
+            mirror = shape if (cfg.flip or cfg.flip_average) else None
+            self.whiten_ = fit_zca(Xs64, cfg.zca_eps, mirror=mirror)
         Xs = self._standardized(X, dt)
         Xv = yv = None
         if X_val is not None and y_val is not None:
@@ -277,7 +314,7 @@ class MLPClassifier:
             yv = self._encode(_labels(y_val, Xv.shape[0]))
         rng = np.random.default_rng(cfg.seed)
         self.network_: Network = build_network(cfg, X.shape[1], len(self.classes_), rng)
-        trainer = Trainer(self.network_, cfg, rng, progress=self.progress)
+        trainer = Trainer(self.network_, cfg, rng, progress=self.progress, image_shape=shape)
         self.history_ = trainer.fit(Xs, y_idx.astype(np.int64), Xv, yv)
         self.n_updates_ = trainer.step
         return self
@@ -307,7 +344,7 @@ class MLPClassifier:
         if not hasattr(self, "network_"):
             raise NotFittedError("this MLPClassifier is not fitted yet; call fit(X, y) first")
         Xs = self._standardized(_features(X), self.network_.dtype)
-        return self.network_.predict_proba(Xs, flip_average=self.flip_average_)
+        return self.network_.predict_proba(Xs, mirror=self.mirror_)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``(n,)``."""

@@ -22,14 +22,16 @@ import numpy as np
 
 from mlplab import __version__, faults
 from mlplab.config import Config, config_from_dict
-from mlplab.data import RawDataset, Splits, load_cifar10, locate_data
+from mlplab.data import RawDataset, Splits, load_data, locate_data
 from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir
 from mlplab.machine import blas_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
+from mlplab.train.build import build_network, resolved_n_s, total_updates
 from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
+from mlplab.train.metrics import breakdown_on_test, final_metrics, snapshot_metrics
 from mlplab.train.reuse import Cache, config_hash
 from mlplab.train.rundir import (
     PreviousRun,
@@ -41,103 +43,13 @@ from mlplab.train.rundir import (
 from mlplab.train.trainer import Trainer
 
 
-def build_network(cfg: Config, d_in: int, n_classes: int, rng: np.random.Generator) -> Network:
-    """The network described by ``cfg`` with weights drawn from ``rng``."""
-    return Network.build(
-        d_in,
-        cfg.hidden,
-        n_classes,
-        rng=rng,
-        init=cfg.init,
-        init_sigma=cfg.init_sigma or None,
-        batch_norm=cfg.batch_norm,
-        bn_position=cfg.bn_position,
-        bn_alpha=cfg.bn_alpha,
-        drop_prob=cfg.drop_prob,
-        dtype=cfg.dtype,
-    )
-
-
 def resolved_config(cfg: Config, n_train: int) -> dict[str, Any]:
     """``cfg`` as a dict with the derived quantities of this run filled in."""
     d = cfg.to_dict()
-    d["n_s_resolved"] = cfg.resolved_n_s(n_train) if cfg.schedule == "cyclic" else None
-    d["total_updates"] = cfg.total_updates(n_train)
+    d["n_s_resolved"] = resolved_n_s(cfg, n_train)
+    d["total_updates"] = total_updates(cfg, n_train)
     d["n_train_samples"] = n_train
     return d
-
-
-def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(probs.argmax(1) == y))
-
-
-def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
-    """Accuracy, loss and cost of the trained network on each non-empty part of ``splits``.
-
-    With ``cfg.flip_average`` the accuracies are those of the saved model's predictions
-    (the mean over each image and its mirror) and ``{part}_accuracy_single_view`` keeps
-    the plain ones; losses and costs are always those of the single view.
-    """
-    metrics: dict[str, Any] = {}
-    for part in ("train", "val", "test"):
-        X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
-        if len(X):
-            ev = net.evaluate(X, y, cfg.lam, cfg.eval_batch)
-            metrics.update(
-                {
-                    f"{part}_accuracy": ev["accuracy"],
-                    f"{part}_loss": ev["loss"],
-                    f"{part}_cost": ev["cost"],
-                }
-            )
-            if cfg.flip_average:
-                metrics[f"{part}_accuracy_single_view"] = ev["accuracy"]
-                probs = net.predict_proba(X, cfg.eval_batch, flip_average=True)
-                metrics[f"{part}_accuracy"] = _accuracy(probs, y)
-        else:
-            metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
-    return metrics
-
-
-def breakdown_on_test(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
-    """Per-class test accuracy and the confusion matrix (rows true class, columns predicted)."""
-    from mlplab.train.inspect import confusion_matrix, per_class_accuracy
-
-    if not len(splits.x_test):
-        return {}
-    probs = net.predict_proba(splits.x_test, cfg.eval_batch, flip_average=cfg.flip_average)
-    conf = confusion_matrix(splits.y_test, probs.argmax(1), len(splits.classes))
-    return {"test_per_class_accuracy": per_class_accuracy(conf), "test_confusion": conf.tolist()}
-
-
-def snapshot_metrics(
-    net: Network, snapshots: list[dict[str, np.ndarray]], cfg: Config, splits: Splits
-) -> dict[str, Any]:
-    """Accuracy of each snapshot and of their average probabilities on validation and test
-    (each snapshot's predictions flip-averaged with ``cfg.flip_average``, and then the
-    ensemble of single views kept as ``ensemble_{part}_accuracy_single_view``)."""
-    from mlplab.train.ensemble import combine
-
-    out: dict[str, Any] = {"n_snapshots": len(snapshots)}
-    snap_net = Network.from_spec(net.spec(), cfg.dtype)
-    for part in ("val", "test"):
-        X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
-        if not len(X):
-            continue
-        probs, single = [], []
-        for snap in snapshots:
-            snap_net.set_state(snap)
-            single.append(snap_net.predict_proba(X, cfg.eval_batch))
-            if cfg.flip_average:  # as predict_proba(flip_average=True), one forward fewer
-                probs.append((single[-1] + snap_net.mirror_proba(X, cfg.eval_batch)) * 0.5)
-        probs = probs or single
-        out[f"snapshot_{part}_accuracies"] = [_accuracy(p, y) for p in probs]
-        out[f"ensemble_{part}_accuracy"] = float(np.mean(combine(probs, "mean") == y))
-        if cfg.flip_average:
-            out[f"ensemble_{part}_accuracy_single_view"] = float(
-                np.mean(combine(single, "mean") == y)
-            )
-    return out
 
 
 def train_on_splits(
@@ -145,7 +57,7 @@ def train_on_splits(
 ) -> tuple[Network, Trainer, dict[str, Any]]:
     """Build and train the network of ``cfg`` on ``splits``; return it, its trainer and metrics."""
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
-    trainer = Trainer(net, cfg, rng, progress=progress)
+    trainer = Trainer(net, cfg, rng, progress=progress, image_shape=splits.image_shape)
     with blas_threads(cfg.threads):
         trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
         return net, trainer, final_metrics(net, cfg, splits)
@@ -224,7 +136,7 @@ def _run(
     source_dir: str | None = None
     if raw is None:
         located = locate_data(data_dir, progress=progress)
-        raw = load_cifar10(located, progress=progress)
+        raw = load_data(located, size=_size(cfg), progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
     splits = recipe_splits(raw, cfg, rng, whiten=False)
@@ -232,7 +144,7 @@ def _run(
     del raw  # the splits hold what the run needs (a raw set loaded here is freed now)
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     n = splits.x_train.shape[0]
-    total = cfg.total_updates(n)
+    total = total_updates(cfg, n)
     ckpt_dir = out / "checkpoints"
 
     def checkpoint(tr: Trainer) -> None:
@@ -250,7 +162,9 @@ def _run(
                 f"with: mlplab train --resume {shlex.quote(str(out))}"
             )
 
-    trainer = Trainer(net, cfg, rng, progress=progress, on_step=checkpoint)
+    trainer = Trainer(
+        net, cfg, rng, progress=progress, on_step=checkpoint, image_shape=splits.image_shape
+    )
     trainer.check_data(splits.x_train)  # before the whitening, the slow part of the setup
     splits = whiten_recipe_splits(splits, cfg)  # after the raw pixels are freed (memory)
     check_layout(out)
@@ -299,29 +213,12 @@ def _run(
         "history": trainer.history,
     }
     with _writing(out):  # the final files
-        save_network(
-            out / "model",
-            net,
-            splits.mean,
-            splits.std,
-            splits.classes,
-            {"config": cfg.to_dict()},
-            whiten=splits.whiten,
-            flip_average=cfg.flip_average,
-        )
+        _save_model(out / "model", net, cfg, splits, {"config": cfg.to_dict()})
         for i, snap in enumerate(trainer.snapshots, start=1):
             snap_net = Network.from_spec(net.spec(), cfg.dtype)
             snap_net.set_state(snap)
-            save_network(
-                out / f"model-snapshot-{i}",
-                snap_net,
-                splits.mean,
-                splits.std,
-                splits.classes,
-                {"config": cfg.to_dict(), "snapshot": i},
-                whiten=splits.whiten,
-                flip_average=cfg.flip_average,
-            )
+            extra = {"config": cfg.to_dict(), "snapshot": i}
+            _save_model(out / f"model-snapshot-{i}", snap_net, cfg, splits, extra)
         from mlplab.report.plots import plot_curves  # matplotlib: only when a run writes figures
 
         plot_curves(
@@ -336,6 +233,45 @@ def _run(
         )
         atomic_write_json(out / "results.json", results)
     return results
+
+
+def _save_model(
+    path: Path, net: Network, cfg: Config, splits: Splits, extra: dict[str, Any]
+) -> None:
+    """The model file of ``net`` with the splits' input transform and geometry."""
+    save_network(
+        path,
+        net,
+        splits.mean,
+        splits.std,
+        splits.classes,
+        extra,
+        whiten=splits.whiten,
+        flip_average=cfg.flip_average,
+        image_shape=splits.image_shape,
+        scale=splits.scale,
+    )
+
+
+def train(
+    recipe: str | Config = "assignment2/ex3",
+    *,
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """``mlplab train`` from Python: the recipe (a shipped name, a TOML path or a
+    :class:`Config`) with ``overrides`` (``{"lam": 0.005, "split": "4000/500"}``) trained
+    on ``data`` (a directory or an ``.npz``; default ``$MLPLAB_DATA``) into ``out``
+    (default ``runs/<recipe name>``). Returns the results (``results.json``)."""
+    from mlplab.config import apply_overrides, load_recipe
+
+    cfg = recipe if isinstance(recipe, Config) else load_recipe(recipe)
+    cfg = apply_overrides(cfg, dict(overrides or {}), from_text=False)
+    out = out if out is not None else Path("runs") / cfg.name.replace("/", "-")
+    return run_experiment(cfg, out, data_dir=data, progress=progress, overwrite=overwrite)
 
 
 def resume_experiment(
@@ -395,6 +331,11 @@ def _load(
         trainer.load_state(meta, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise MlplabError(f"the checkpoint in {where} is damaged: {e}") from None
+
+
+def _size(cfg: Config) -> tuple[int, int] | None:
+    """The recipe's ``size`` as ``(height, width)``, or None (images as stored)."""
+    return (cfg.size[0], cfg.size[1]) if cfg.size else None
 
 
 def _pct(x: float | None) -> str:
