@@ -159,9 +159,16 @@ def test_folder_wrong_size_image(tmp_path):
     _fails(tmp_path, _train(tmp_path, root), "big.png", "40x32")
 
 
-def test_folder_grayscale_image(tmp_path):
-    root = _folder_with(tmp_path, "gray.png", lambda p: Image.new("L", (32, 32)).save(p))
-    _fails(tmp_path, _train(tmp_path, root), "gray.png", "'L'")
+def test_folder_grayscale_image_in_a_colour_set_is_expanded(tmp_path):
+    """One grayscale image among colour ones is read as RGB (three equal planes), not
+    refused: the set has 3 channels because it holds colour images."""
+    from mlplab.data import load_data
+
+    root = _folder_with(tmp_path, "gray.png", lambda p: Image.new("L", (32, 32), 77).save(p))
+    raw = load_data(root, cache_dir=tmp_path / "cache", progress=False)
+    assert raw.image_shape.to_list() == [32, 32, 3]
+    rows = raw.x_train[np.all(raw.x_train == 77, axis=1)]
+    assert len(rows) == 1  # the gray image: all three planes 77
 
 
 def test_folder_class_folders_differ(tmp_path):

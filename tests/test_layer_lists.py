@@ -174,3 +174,31 @@ def test_the_public_face():
     from mlplab.train.estimator import MLPClassifier
 
     assert mlplab.MLPClassifier is MLPClassifier
+
+
+def test_recipes_options_lists_every_component():
+    from click.testing import CliRunner
+
+    from mlplab.cli import cli
+
+    out = CliRunner().invoke(cli, ["recipes", "--options"]).output
+    assert "optimizer sgd" in out and "(no options)" in out
+    for owner, option in (("optimizer adam", "beta2"), ("augmentation cutout", "cutout")):
+        assert any(line.startswith(owner) and f" {option} " in line for line in out.splitlines())
+    assert "layer leaky_relu" in out and "layer gelu" in out
+
+
+@pytest.mark.parametrize("activation", ["gelu", "leaky_relu", "tanh"])
+def test_gradcheck_command_checks_every_activation_and_matches_torch(activation):
+    import json
+
+    from click.testing import CliRunner
+
+    from mlplab.cli import cli
+
+    args = ["gradcheck", "--hidden", "12,8", "--activation", activation, "--json"]
+    numeric = json.loads(CliRunner().invoke(cli, args).output)
+    assert numeric["max_rel_error"] < 1e-6
+    pytest.importorskip("torch")
+    autograd = json.loads(CliRunner().invoke(cli, [*args, "--torch"]).output)
+    assert autograd["max_rel_error"] < 1e-10

@@ -23,7 +23,7 @@ from mlplab.clitools import main_entry
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mlplab")
 def cli() -> None:
-    """mlplab: fully-connected networks on CIFAR-10 in NumPy.
+    """mlplab: fully-connected networks in NumPy, on CIFAR-10 or your own images and arrays.
 
     Train a recipe, check gradients, evaluate saved models. Run
     `mlplab COMMAND --help` for the options of a command.
@@ -31,8 +31,24 @@ def cli() -> None:
 
 
 @cli.command("recipes")
-def list_recipes() -> None:
-    """List the shipped recipes."""
+@click.option(
+    "--options",
+    "show_options",
+    is_flag=True,
+    help="List the components (optimizers, schedules, augmentations, layers) and their options.",
+)
+def list_recipes(show_options: bool) -> None:
+    """List the shipped recipes, or with --options what a recipe's components accept."""
+    if show_options:
+        from mlplab.train.build import component_options
+
+        for owner, name, opt in component_options():
+            if not name:
+                click.echo(f"{owner:<26} (no options)")
+                continue
+            default = str(opt.default).lower() if opt.kind is bool else f"{opt.default:g}"
+            click.echo(f"{owner:<26} {name:<12} default {default:<8} {opt.describe()}")
+        return
     from mlplab.config import load_recipe, recipe_names
 
     for name in recipe_names():

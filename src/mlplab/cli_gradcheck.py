@@ -39,6 +39,12 @@ def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
 )
 @click.option("--batch-norm", is_flag=True, help="Batch norm in every hidden layer.")
 @click.option(
+    "--activation",
+    default="relu",
+    show_default=True,
+    help="Activation between the layers (relu, gelu, leaky_relu, tanh, or any registered).",
+)
+@click.option(
     "--drop-prob",
     type=float,
     default=0.0,
@@ -88,8 +94,8 @@ def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="Use real CIFAR-10 samples from DIR (default: $MLPLAB_DATA if set, "
-    "else standard-normal synthetic inputs).",
+    help="Use real samples from DIR or FILE.npz, any data set `train --data` reads "
+    "(default: $MLPLAB_DATA if set, else standard-normal synthetic inputs).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -104,6 +110,7 @@ def _hidden(_ctx: Any, _param: Any, value: str | None) -> list[int] | None:
 def gradcheck(
     hidden: list[int],
     batch_norm: bool,
+    activation: str,
     drop_prob: float,
     lam: float,
     samples: int,
@@ -124,12 +131,12 @@ def gradcheck(
     data = data or (Path(os.environ["MLPLAB_DATA"]) if os.environ.get("MLPLAB_DATA") else None)
     raw = None
     if data is not None:
-        from mlplab.data import load_cifar10
+        from mlplab.data import load_data
 
-        raw = load_cifar10(data, progress=False)
+        raw = load_data(data, progress=False)
     X, y, k = check_batch(raw, samples, dims, rng)
     if raw is not None:
-        source = f"{samples} CIFAR-10 samples from {data}"
+        source = f"{samples} samples from {data}"
     else:
         source = f"{samples} synthetic standard-normal samples"
     report = check_network(
@@ -142,6 +149,7 @@ def gradcheck(
         init=init,
         batch_norm=batch_norm,
         drop_prob=drop_prob,
+        activation=activation,
         h=step,
         method=method,
         use_torch=use_torch,
@@ -153,7 +161,8 @@ def gradcheck(
         return
     arch = "-".join(str(s) for s in [dims, *hidden, k])
     click.echo(
-        f"gradient check of {arch}{' with batch norm' if batch_norm else ''}, λ={lam}, "
+        f"gradient check of {arch}{' with batch norm' if batch_norm else ''}"
+        f"{f', {activation}' if activation != 'relu' else ''}, λ={lam}, "
         f"{source}, float64, {method if use_torch else f'h={step}, {method}'}"
     )
     click.echo(report.table())

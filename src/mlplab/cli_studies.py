@@ -52,7 +52,7 @@ def sensitivity(
 ) -> None:
     """Sensitivity to initialisation: N(0, σ²) weights, with and without batch norm."""
     from mlplab.config import load_recipe, parse_set_options
-    from mlplab.data import load_cifar10
+    from mlplab.data import load_data
     from mlplab.fileio import prepare_out_dir
     from mlplab.train.reuse import Cache
     from mlplab.train.sensitivity import run_sensitivity, sensitivity_table
@@ -65,7 +65,7 @@ def sensitivity(
         raise MlplabError(f"--sigmas must be positive numbers, got {sigmas!r}")
     cfg = load_recipe(recipe, parse_set_options(sets))
     prepare_out_dir(out, overwrite=True)
-    raw = load_cifar10(data, progress=not quiet)
+    raw = load_data(data, size=cfg.image_size(), progress=not quiet)
     rows = run_sensitivity(cfg, out, raw, values, cache=Cache(force=force), progress=not quiet)
     click.echo(sensitivity_table(rows))
     click.echo(f"wrote {out}/sensitivity.png, sensitivity.md, sensitivity.json")
@@ -138,7 +138,7 @@ def lr_range(
 ) -> None:
     """Learning-rate range test: suggests eta_min and eta_max for a cyclical schedule."""
     from mlplab.config import load_recipe, parse_set_options
-    from mlplab.data import load_cifar10
+    from mlplab.data import load_data
     from mlplab.fileio import prepare_out_dir
     from mlplab.train.lr_range import run_lr_range
     from mlplab.train.reuse import Cache
@@ -147,7 +147,7 @@ def lr_range(
     if not epochs > 0:
         raise MlplabError(f"--epochs must be positive, got {epochs}")
     prepare_out_dir(out, overwrite=True)
-    raw = load_cifar10(data, progress=not quiet)
+    raw = load_data(data, size=cfg.image_size(), progress=not quiet)
     res = run_lr_range(
         cfg,
         out,
@@ -199,14 +199,14 @@ def ablation(
 ) -> None:
     """Train a recipe with each of its ingredients removed in turn; print the table."""
     from mlplab.config import load_recipe, parse_set_options
-    from mlplab.data import load_cifar10
+    from mlplab.data import load_data
     from mlplab.fileio import prepare_out_dir
     from mlplab.train.ablation import ablation_table, run_ablation
     from mlplab.train.reuse import Cache
 
     cfg = load_recipe(recipe, parse_set_options(sets))
     prepare_out_dir(out, overwrite=True)
-    raw = load_cifar10(data, progress=not quiet)
+    raw = load_data(data, size=cfg.image_size(), progress=not quiet)
     picked = [s.strip() for s in only.split(",")] if only else None
     rows = run_ablation(cfg, out, raw, only=picked, cache=Cache(force=force), progress=not quiet)
     click.echo(ablation_table(rows))

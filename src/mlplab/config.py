@@ -103,6 +103,10 @@ class Config:
 
         return total_updates(self, n_train)
 
+    def image_size(self) -> tuple[int, int] | None:
+        """``size`` as ``(height, width)`` for the data reader, or None (images as stored)."""
+        return (self.size[0], self.size[1]) if self.size else None
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["options"] = dict(self.options)

@@ -25,6 +25,15 @@ def _torch() -> Any:
     return torch
 
 
+#: mlplab activation kind -> its torch module
+_ACTIVATIONS: dict[str, Any] = {
+    "relu": lambda torch, ly: torch.nn.ReLU(),
+    "gelu": lambda torch, ly: torch.nn.GELU(approximate="tanh"),
+    "leaky_relu": lambda torch, ly: torch.nn.LeakyReLU(negative_slope=ly.slope),
+    "tanh": lambda torch, ly: torch.nn.Tanh(),
+}
+
+
 def torch_gradients(
     net: Network, X: np.ndarray, y: np.ndarray, lam: float
 ) -> dict[str, np.ndarray]:
@@ -49,8 +58,8 @@ def torch_gradients(
             bn.bias = torch.nn.Parameter(p["beta"].detach().clone())
             modules.append(bn)
             names.append((ly.name, bn, {"gamma": "weight", "beta": "bias"}))
-        elif ly.kind == "relu":
-            modules.append(torch.nn.ReLU())
+        elif ly.kind in _ACTIVATIONS:
+            modules.append(_ACTIVATIONS[ly.kind](torch, ly))
         else:
             raise MlplabError(
                 f"gradcheck --torch does not handle {ly.kind} layers (use the "

@@ -30,7 +30,7 @@ def check_batch(
         return X, rng.integers(0, 10, samples), 10
     if dims > raw.x_train.shape[1]:
         raise MlplabError(f"--dims {dims} exceeds the data's {raw.x_train.shape[1]} dimensions")
-    x = raw.x_train[:samples].astype(np.float64) / 255
+    x = raw.x_train[:samples].astype(np.float64) / raw.scale
     x = standardize(x, *column_stats(x), np.float64, scale=1.0) if samples > 1 else x - 0.5
     return x[:, :dims], raw.y_train[:samples].astype(np.int64), len(raw.classes)
 
@@ -46,6 +46,7 @@ def check_network(
     init: str = "he",
     batch_norm: bool = False,
     drop_prob: float = 0.0,
+    activation: str = "relu",
     h: float = 1e-5,
     method: str = "vectorized",
     use_torch: bool = False,
@@ -63,6 +64,7 @@ def check_network(
         init=init,
         batch_norm=batch_norm,
         drop_prob=drop_prob,
+        activation=activation,
         dtype="float64",
     )
     if use_torch:

@@ -289,8 +289,7 @@ def run_search(
             held.enter_context(file_lock(Path(f"{db.resolve()}.lock"), busy.format(db)))
         try:
             if raw is None:  # before the study: bad data must not cost a --restart its study
-                size = (cfg.size[0], cfg.size[1]) if cfg.size else None
-                raw = load_data(data_dir, size=size, progress=not quiet)
+                raw = load_data(data_dir, size=cfg.image_size(), progress=not quiet)
             settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
             st = open_storage(url, heartbeat=heartbeat, grace=grace)
             held.callback(st.engine.dispose)

@@ -25,8 +25,9 @@ from mlplab.errors import ConfigError
 from mlplab.images import ImageShape
 from mlplab.nn.activations import ACTIVATIONS
 from mlplab.nn.init import INITS
+from mlplab.nn.layers import LAYERS
 from mlplab.nn.network import Network
-from mlplab.nn.specs import normalise
+from mlplab.nn.specs import layer_class, normalise
 from mlplab.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.optim.schedules import SCHEDULES, Cyclic, Schedule
 from mlplab.options import Option, check_options
@@ -110,6 +111,18 @@ def check_components(cfg: Config) -> None:
     uses_bn = cfg.batch_norm or any(s["kind"] == "batchnorm" for s in specs)
     if uses_bn and cfg.batch_size < 2:
         raise ConfigError("batch norm needs batch_size >= 2")
+
+
+def component_options() -> list[tuple[str, str, Option]]:
+    """``(component, option, declaration)`` of every registered optimiser, schedule,
+    augmentation and layer kind (``mlplab recipes --options`` prints them)."""
+    owners = [*_owners(), *((f"layer {k}", layer_class(k)) for k in {**LAYERS, **ACTIVATIONS})]
+    rows = []
+    for owner, cls in owners:
+        rows += [(owner, name, opt) for name, opt in cls.options.items()]
+        if not cls.options:
+            rows.append((owner, "", Option(str, "")))
+    return rows
 
 
 # -- the parts ------------------------------------------------------------------------------

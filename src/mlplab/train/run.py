@@ -136,7 +136,7 @@ def _run(
     source_dir: str | None = None
     if raw is None:
         located = locate_data(data_dir, progress=progress)
-        raw = load_data(located, size=_size(cfg), progress=progress)
+        raw = load_data(located, size=cfg.image_size(), progress=progress)
         source_dir = str(located.resolve())
     rng = np.random.default_rng(cfg.seed)
     splits = recipe_splits(raw, cfg, rng, whiten=False)
@@ -331,11 +331,6 @@ def _load(
         trainer.load_state(meta, arrays)
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise MlplabError(f"the checkpoint in {where} is damaged: {e}") from None
-
-
-def _size(cfg: Config) -> tuple[int, int] | None:
-    """The recipe's ``size`` as ``(height, width)``, or None (images as stored)."""
-    return (cfg.size[0], cfg.size[1]) if cfg.size else None
 
 
 def _pct(x: float | None) -> str:
