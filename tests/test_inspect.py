@@ -61,7 +61,7 @@ def test_predict_cli_any_size_json_and_bad_files(setup):
     bad.write_text("not an image")
     r = CliRunner().invoke(cli, ["predict", str(tmp / "m"), str(big), str(bad)])
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
-        f"error: {bad}: not a readable image (cannot identify image file {str(bad)!r})"
+        f"error: {bad}: not a readable image file (cannot identify image file {str(bad)!r})"
     ]
     r = CliRunner().invoke(cli, ["predict", str(tmp / "m"), str(big), "--top", "11"])
     assert r.exit_code == 2 and "--top must be in 1..10" in r.stderr

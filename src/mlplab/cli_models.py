@@ -56,8 +56,10 @@ def evaluate(
     figure: Path | None,
     gallery: Path | None,
 ) -> None:
-    """Accuracy of one saved model, or of an ensemble of several, on CIFAR-10: overall, per
-    class and as a confusion matrix (rows true class, columns predicted)."""
+    """Accuracy of one saved model, or of an ensemble of several, on the data (CIFAR-10, an
+    image folder read at the model's image size, or an .npz): overall, per class and as a
+    confusion matrix (rows true class, columns predicted). The data must have the model's
+    shape (height, width, channels) and scale."""
     from mlplab.train.inspect import evaluate_saved
 
     res = evaluate_saved(
@@ -82,17 +84,23 @@ def evaluate(
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option(
+    "--max-units",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Draw at most this many units (the first ones).",
+)
 @_friendly
-def weights(model: Path, out: Path) -> None:
-    """The first layer's weights as 32x32 colour pictures, one per hidden unit (the course's
-    class templates for a one-layer net)."""
+def weights(model: Path, out: Path, max_units: int) -> None:
+    """The first layer's weights as pictures of the model's image shape (grayscale or
+    colour, any size), one per hidden unit: the course's class templates for a one-layer
+    net. Models of flat features have no pictures."""
     from mlplab.nn.serialize import load_network
-    from mlplab.report.plots import plot_images
-    from mlplab.train.inspect import first_layer_images
+    from mlplab.train.inspect import draw_first_layer
 
-    images, labels = first_layer_images(load_network(model))
-    plot_images(images, labels, out, f"{model}: first-layer weights (each scaled to its range)")
-    click.echo(f"wrote {out} ({len(images)} units)")
+    shown, total = draw_first_layer(load_network(model), out, str(model), max_units)
+    click.echo(f"wrote {out} ({shown if shown == total else f'{shown} of {total}'} units)")
 
 
 @click.command()
@@ -125,13 +133,15 @@ def compare(runs: tuple[Path, ...], out: Path, metric: str) -> None:
     "fmt",
     type=click.Choice(["onnx", "safetensors"]),
     required=True,
-    help="onnx (onnxruntime; input raw pixels 0..255) or safetensors (torch.nn.Sequential).",
+    help="onnx (onnxruntime; input: the model's raw rows, e.g. pixels 0..255) or safetensors "
+    "(torch.nn.Sequential).",
 )
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="File to write.")
 @_friendly
 def export(model: Path, fmt: str, out: Path) -> None:
-    """Export a saved model (a run directory or its model.npz) with its standardisation, to
-    ONNX or to the safetensors state_dict of the equivalent torch.nn.Sequential."""
+    """Export a saved model (a run directory or its model.npz) of any input shape with its
+    standardisation, to ONNX (input "pixels" of shape (N, d), the model's d) or to the
+    safetensors state_dict of the equivalent torch.nn.Sequential."""
     from mlplab.nn.export import export as run_export
     from mlplab.nn.serialize import load_network
 
@@ -147,9 +157,11 @@ def export(model: Path, fmt: str, out: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per image.")
 @_friendly
 def predict(model: Path, images: tuple[Path, ...], top: int, as_json: bool) -> None:
-    """Classify image files of any size with a saved model (MODEL: a run directory or its
-    model.npz). Images that are not 32x32 are cropped to their central square and resized
-    with Lanczos resampling; the model's saved standardisation is applied."""
+    """Classify image files of any size and mode with a saved model of images (MODEL: a run
+    directory or its model.npz). Each image is converted to the model's channels (grayscale
+    or RGB; 16-bit images scaled to 8 bits); one of another size is cropped around its
+    centre to the model's aspect ratio and resized with Lanczos resampling; the model's
+    saved standardisation is applied."""
     from mlplab.nn.serialize import load_network
     from mlplab.train.inspect import predict_files
 

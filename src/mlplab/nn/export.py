@@ -1,20 +1,26 @@
 """Taking a trained model elsewhere: ONNX (runs in onnxruntime) and safetensors (loads into
 the ``torch.nn.Sequential`` of the same layers). Both carry the model's standardisation.
 
-* ONNX: input ``pixels`` ``(N, 3072)`` float32, raw pixel values 0..255 in CIFAR order
-  (R plane, G plane, B plane); the graph standardises them (``(x/255 - mean)/std``, then
-  ``MatMul`` by the ZCA matrix ``whiten`` of a whitened model), runs
-  the layers (``MatMul``/``Add``, ``Relu``, ``BatchNormalization`` with the running
-  statistics; dropout is the identity at inference) and returns ``logits`` and
-  ``probabilities`` ``(N, K)``. A model that averages over flips (``flip_average``) runs
-  the mirrored rows too and returns the mean probabilities (``logits`` are their log).
+* ONNX: input ``pixels`` ``(N, d)`` float32 with the model's ``d`` inputs: raw values
+  (pixels 0..255 of the model's ``image_shape`` in plane order: the whole first channel,
+  row-major, then the next; or flat features on their own scale); the graph standardises
+  them (``(x/scale - mean)/std`` with the model's ``scale``, then ``MatMul`` by the ZCA
+  matrix ``whiten`` of a whitened model), runs the layers (``MatMul``/``Add``, ``Relu``,
+  ``LeakyRelu``, ``Tanh``, GELU (tanh approximation, composed of ``Mul``/``Add``/``Tanh``
+  for opset 17), ``BatchNormalization`` with the running statistics; dropout is the
+  identity at inference) and returns ``logits`` and ``probabilities`` ``(N, K)``. A model
+  that averages over flips (``flip_average``) runs the mirrored rows too (its image shape's
+  flip permutation) and returns the mean probabilities (``logits`` are their log). The
+  metadata holds ``classes``, ``image_shape`` (``[height, width, channels]`` or ``null``)
+  and ``scale`` as JSON.
 * safetensors: the ``state_dict`` of ``torch.nn.Sequential`` with one module per mlplab layer
   (``Linear`` weights transposed to ``(d_out, d_in)``, ``BatchNorm1d`` with its running
-  statistics, ``ReLU`` and ``Dropout`` without tensors), plus ``mlplab.mean`` and
-  ``mlplab.std`` (and ``mlplab.whiten``, the ``(d, d)`` ZCA matrix applied after
-  standardising, for a whitened model); the metadata holds the layer list (``layers``,
-  JSON), ``classes`` and ``flip_average`` (``true``: average the probabilities of each
-  image and its mirror, as mlplab does).
+  statistics, ``ReLU``, ``LeakyReLU(negative_slope)``, ``Tanh``, ``GELU(approximate="tanh")``
+  and ``Dropout`` without tensors), plus ``mlplab.mean`` and ``mlplab.std`` (and
+  ``mlplab.whiten``, the ``(d, d)`` ZCA matrix applied after standardising, for a whitened
+  model); the metadata holds the layer list (``layers``, JSON), ``classes``, ``image_shape``,
+  ``scale`` (inputs are ``(x / scale - mean) / std``) and ``flip_average`` (``true``: average
+  the probabilities of each image and its mirror, as mlplab does), each as JSON.
 
 Both need optional packages (``pip install 'mlplab[export]'``); the library never imports
 torch.
@@ -30,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.data.augment import flip_permutation
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_bytes
 from mlplab.nn.layers import Layer
@@ -86,10 +91,42 @@ def _onnx_op(op: str) -> Callable:
     return node
 
 
+def _onnx_leaky_relu(layer: Layer, i: int, h: str, out: str, arr: Callable) -> tuple[list, list]:
+    from onnx import helper
+
+    slope = float(layer.slope)  # type: ignore[attr-defined]
+    return [helper.make_node("LeakyRelu", [h], [out], alpha=slope)], []
+
+
+def _onnx_gelu(layer: Layer, i: int, h: str, out: str, arr: Callable) -> tuple[list, list]:
+    """``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` in operators of every opset (the
+    ``Gelu`` operator needs opset 20)."""
+    from onnx import helper
+
+    c = {"k": 0.044715, "s": np.sqrt(2 / np.pi), "one": 1.0, "half": 0.5}
+    names = {k: f"gelu{i}_{k}" for k in c}
+    t = f"gelu{i}_t"  # prefix of the intermediate values
+    nodes = [  # x^3 as x * x * x, as mlplab computes it
+        helper.make_node("Mul", [h, h], [f"{t}2"]),
+        helper.make_node("Mul", [f"{t}2", h], [f"{t}3"]),
+        helper.make_node("Mul", [f"{t}3", names["k"]], [f"{t}k"]),
+        helper.make_node("Add", [h, f"{t}k"], [f"{t}a"]),
+        helper.make_node("Mul", [f"{t}a", names["s"]], [f"{t}s"]),
+        helper.make_node("Tanh", [f"{t}s"], [f"{t}h"]),
+        helper.make_node("Add", [f"{t}h", names["one"]], [f"{t}o"]),
+        helper.make_node("Mul", [h, f"{t}o"], [f"{t}x"]),
+        helper.make_node("Mul", [f"{t}x", names["half"]], [out]),
+    ]
+    return nodes, [arr(np.array(v), names[k]) for k, v in c.items()]
+
+
 #: layer kind -> ``(layer, i, input, output, arr) -> (nodes, initialisers)`` of its ONNX graph
 ONNX_NODES: dict[str, Callable[..., tuple[list, list]]] = {
     "dense": _onnx_dense,
     "relu": _onnx_op("Relu"),
+    "leaky_relu": _onnx_leaky_relu,
+    "tanh": _onnx_op("Tanh"),
+    "gelu": _onnx_gelu,
     "batchnorm": _onnx_batchnorm,
     "dropout": _onnx_op("Identity"),
 }
@@ -103,7 +140,8 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     def arr(a: np.ndarray, name: str) -> Any:
         return numpy_helper.from_array(np.asarray(a, np.float32), name)
 
-    inits = [arr(1 / (255 * model.std), "scale"), arr(-model.mean / model.std, "shift")]
+    d = model.network.d_in
+    inits = [arr(1 / (model.scale * model.std), "scale"), arr(-model.mean / model.std, "shift")]
     nodes = [
         helper.make_node("Mul", ["pixels", "scale"], ["x0"]),
         helper.make_node("Add", ["x0", "shift"], ["h0"]),
@@ -114,7 +152,9 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
         nodes.append(helper.make_node("MatMul", ["h0", "whiten"], ["hw"]))
         h = "hw"
     if model.flip_average:  # the mirrored rows follow the rows: a batch of 2N through the net
-        perm = flip_permutation(model.network.d_in)
+        if model.image_shape is None:
+            raise MlplabError(f"flip averaging needs images, the model takes {d} flat features")
+        perm = model.image_shape.flip_permutation()
         inits.append(numpy_helper.from_array(np.asarray(perm, np.int64), "mirror"))
         nodes += [
             helper.make_node("Gather", [h, "mirror"], ["hm"], axis=1),
@@ -151,7 +191,7 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     graph = helper.make_graph(
         nodes,
         "mlplab",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3072])],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", d])],
         [
             helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
             for n in ("logits", "probabilities")
@@ -161,7 +201,8 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     m = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="mlplab"
     )
-    m.metadata_props.add(key="classes", value=json.dumps(list(model.classes)))
+    for key, value in _metadata(model).items():
+        m.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(m)
     return m.SerializeToString()
 
@@ -194,6 +235,12 @@ TORCH_MODULES: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, An
     "dense": _torch_dense,
     "batchnorm": _torch_batchnorm,
     "relu": lambda layer, i: ({}, {"module": "ReLU"}),
+    "leaky_relu": lambda layer, i: (
+        {},
+        {"module": "LeakyReLU", "negative_slope": float(layer.slope)},
+    ),
+    "tanh": lambda layer, i: ({}, {"module": "Tanh"}),
+    "gelu": lambda layer, i: ({}, {"module": "GELU", "approximate": "tanh"}),
     "dropout": lambda layer, i: ({}, {"module": "Dropout", "p": float(layer.drop_prob)}),
 }
 
@@ -222,9 +269,20 @@ def to_safetensors(model: SavedModel) -> bytes:
         "format": "mlplab-torch-sequential",
         "flip_average": json.dumps(model.flip_average),
         "layers": json.dumps(layers),
-        "classes": json.dumps(list(model.classes)),
+        **_metadata(model),
     }
     return st.save(tensors, metadata=meta)
+
+
+def _metadata(model: SavedModel) -> dict[str, str]:
+    """``classes``, ``image_shape`` (``[height, width, channels]`` or null) and ``scale``,
+    each as JSON text."""
+    shape = None if model.image_shape is None else model.image_shape.to_list()
+    return {
+        "classes": json.dumps(list(model.classes)),
+        "image_shape": json.dumps(shape),
+        "scale": json.dumps(float(model.scale)),
+    }
 
 
 def export(model: SavedModel, fmt: str, out: str | os.PathLike) -> Path:

@@ -1,45 +1,95 @@
-"""Saving and loading a trained network with its preprocessing (``.npz`` + ``.json``)."""
+"""Saving and loading a trained network with its preprocessing (``.npz`` + ``.json``).
+
+The JSON holds the architecture, the class names and the input's geometry: ``image_shape``
+(``[height, width, channels]``, or ``null`` for flat features) and ``scale`` (255 for uint8
+pixels, 1 for features already on their scale). Files written before these keys existed
+are read as :data:`~mlplab.images.CIFAR10_SHAPE` when the network takes 3072 inputs, as
+flat features otherwise, with scale 255 (:func:`legacy_shape`).
+
+Format versions (the oldest that holds what the model needs, so that older mlplab reads
+what it can read correctly and refuses the rest): 1 for a plain model; 2 with a ZCA matrix
+or flip averaging; :data:`SHAPE_VERSION` (3) when the shape differs from the one older
+readers infer, or the scale is not 255.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from mlplab.data.preprocess import transform_pixels
-from mlplab.errors import MlplabError, ModelFileError
+from mlplab.errors import ConfigError, MlplabError, ModelFileError
 from mlplab.fileio import load_model_files, save_model
+from mlplab.images import CIFAR10_SHAPE, ImageShape, shape_or_none
 from mlplab.nn.network import Network
+
+#: Format version of a model whose shape or scale older readers would misread.
+SHAPE_VERSION = 3
+
+
+def legacy_shape(d: int) -> ImageShape | None:
+    """The shape a file without ``image_shape`` is read with: CIFAR-10's for 3072 inputs,
+    flat features for any other width."""
+    return CIFAR10_SHAPE if d == CIFAR10_SHAPE.size else None
 
 
 @dataclass
 class SavedModel:
     """A network plus the input transform it was trained with and the class names.
 
-    The transform is ``x -> ((x / 255 - mean) / std) @ whiten`` (no ``@ whiten`` when it is
-    None): standardisation, then the optional ZCA matrix fitted on the training split.
+    The transform is ``x -> ((x / scale - mean) / std) @ whiten`` (no ``@ whiten`` when it
+    is None): standardisation, then the optional ZCA matrix fitted on the training split.
+    Rows are images of ``image_shape`` in plane order, or flat features when it is None.
     """
 
     network: Network
-    mean: np.ndarray  # (d,) float64 training mean of pixels/255
-    std: np.ndarray  # (d,) float64 training std of pixels/255
+    mean: np.ndarray  # (d,) float64 training mean of x / scale
+    std: np.ndarray  # (d,) float64 training std of x / scale
     classes: tuple[str, ...]
     meta: dict[str, Any]
     whiten: np.ndarray | None = None  # (d, d) in the network's dtype, or None
     flip_average: bool = False  # predictions: mean over each image and its mirror
+    image_shape: ImageShape | None = CIFAR10_SHAPE  # None: flat features
+    scale: float = 255.0  # 255: uint8 pixels; 1: features on their own scale
 
-    def predict_proba(self, x_uint8: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Class probabilities ``(n, K)`` of raw pixels, as the run scored the test set."""
-        return self.network.predict_proba(
-            self.preprocess(x_uint8), batch_size, flip_average=self.flip_average
+    def __post_init__(self) -> None:
+        check_geometry(self.network.d_in, self.image_shape, self.scale, self.flip_average)
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Class probabilities ``(n, K)`` of raw rows, as the run scored the test set (the
+        mean over each image and its mirror when the model flip-averages)."""
+        shape = self.image_shape  # never None with flip_average (checked in __post_init__)
+        mirror = shape.flip_permutation() if self.flip_average and shape is not None else None
+        return self.network.predict_proba(self.preprocess(x), batch_size, mirror=mirror)
+
+    def preprocess(self, x: np.ndarray) -> np.ndarray:
+        """The network's inputs for raw ``(n, d)`` rows, in its dtype: the same function,
+        so the same numbers, as the training-time transform."""
+        return transform_pixels(
+            x, self.mean, self.std, self.whiten, self.network.dtype, scale=self.scale
         )
 
-    def preprocess(self, x_uint8: np.ndarray) -> np.ndarray:
-        """The network's inputs for raw ``(n, d)`` pixels, in its dtype: the same function,
-        so the same numbers, as the training-time transform."""
-        return transform_pixels(x_uint8, self.mean, self.std, self.whiten, self.network.dtype)
+
+def check_geometry(
+    d: int, image_shape: ImageShape | None, scale: float, flip_average: bool
+) -> None:
+    """One :class:`ConfigError` when the shape, scale and flip averaging do not fit ``d``."""
+    if image_shape is not None and image_shape.size != d:
+        raise ConfigError(
+            f"images of {image_shape} have {image_shape.size} values, the network takes {d}"
+        )
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float | np.floating)
+        or not (math.isfinite(scale) and scale > 0)
+    ):
+        raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    if flip_average and image_shape is None:
+        raise ConfigError(f"flip averaging needs images, but the model takes {d} flat features")
 
 
 def save_network(
@@ -52,23 +102,44 @@ def save_network(
     *,
     whiten: np.ndarray | None = None,
     flip_average: bool = False,
+    image_shape: ImageShape | Literal["legacy"] | None = "legacy",
+    scale: float = 255.0,
 ) -> None:
     """Write ``path.npz`` (parameters, buffers, input transform) and ``path.json``
     (architecture); ``whiten`` is stored as ``preprocess/whiten`` in the network's dtype,
-    ``flip_average`` in the JSON."""
+    ``flip_average``, ``image_shape`` and ``scale`` in the JSON.
+
+    ``image_shape``: the rows' images (an :class:`ImageShape` or ``[height, width,
+    channels]``), or None for flat features; ``"legacy"`` (the default) is the shape a file
+    without one is read with (:func:`legacy_shape`: CIFAR-10's for 3072 inputs, flat
+    otherwise). ``scale``: 255 for uint8 pixels, 1 for features on their own scale. A shape
+    that does not hold ``net.d_in`` values, a scale that is not a positive number, or flip
+    averaging of flat features is a :class:`ConfigError`, and nothing is written.
+    """
+    d = net.d_in
+    legacy = isinstance(image_shape, str) and image_shape == "legacy"
+    shape = legacy_shape(d) if legacy else shape_or_none(image_shape)
+    check_geometry(d, shape, scale, flip_average)
+    scale = float(scale)
     arrays = {f"net/{k}": v for k, v in net.state().items()}
     arrays["preprocess/mean"] = np.asarray(mean, dtype=np.float64)
     arrays["preprocess/std"] = np.asarray(std, dtype=np.float64)
     if whiten is not None:
         arrays["preprocess/whiten"] = np.asarray(whiten, dtype=net.dtype)
-    meta = {
+    meta = {  # ``extra`` first: it cannot overwrite what the reader checks
+        **(extra or {}),
         "dtype": np.dtype(net.dtype).name,
         "layers": net.spec(),
         "classes": list(classes),
         "flip_average": bool(flip_average),
-        **(extra or {}),
+        "image_shape": None if shape is None else shape.to_list(),
+        "scale": scale,
     }
-    save_model(path, meta, arrays, version=2 if whiten is not None or flip_average else 1)
+    if shape != legacy_shape(d) or scale != 255.0:  # older readers would misread it
+        version = SHAPE_VERSION
+    else:
+        version = 2 if whiten is not None or flip_average else 1
+    save_model(path, meta, arrays, version=version)
 
 
 _PREPROCESS = ("preprocess/mean", "preprocess/std", "preprocess/whiten")
@@ -148,7 +219,26 @@ def load_network(path: str | os.PathLike) -> SavedModel:
     flip_average = meta.get("flip_average", False)  # absent in older model files
     if not isinstance(flip_average, bool):
         raise ModelFileError(f"{path}: 'flip_average' must be true or false")
-    if flip_average and d != 3072:
-        raise ModelFileError(f"{path}: flip averaging needs 3072 inputs (32x32 RGB), not {d}")
+    image_shape, scale = _geometry(path, meta, d, flip_average)
     mean, std = arrays["preprocess/mean"], arrays["preprocess/std"]
-    return SavedModel(net, mean, std, classes, meta, whiten, flip_average)
+    return SavedModel(
+        net, mean, std, classes, meta, whiten, flip_average, image_shape=image_shape, scale=scale
+    )
+
+
+def _geometry(
+    path: str | os.PathLike, meta: dict[str, Any], d: int, flip_average: bool
+) -> tuple[ImageShape | None, float]:
+    """``(image_shape, scale)`` of a model file (older files: :func:`legacy_shape`, 255)."""
+    try:
+        shape = shape_or_none(meta["image_shape"]) if "image_shape" in meta else legacy_shape(d)
+    except ConfigError as e:
+        raise ModelFileError(f"{path}: invalid 'image_shape': {e}") from None
+    scale = meta.get("scale", 255.0)
+    if isinstance(scale, int) and not isinstance(scale, bool):
+        scale = float(scale)
+    try:
+        check_geometry(d, shape, scale, flip_average)
+    except ConfigError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    return shape, scale

@@ -1,7 +1,13 @@
-"""Training curves in the style of the DD2424 figures (matplotlib, no display needed)."""
+"""Training curves in the style of the DD2424 figures (matplotlib, no display needed).
+
+Text that comes from users (run, study, class, parameter and file names) goes through
+:func:`literal` before it reaches matplotlib: a ``$`` in a name is drawn as a dollar sign,
+never parsed as mathtext (which would draw ``$x$`` in italics, or fail on bad math).
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -11,6 +17,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from mlplab.fileio import atomic_write_bytes
+
+
+def literal(text: object) -> str:
+    """``text`` as matplotlib draws it literally: every ``$`` escaped (``\\$``), so that no
+    part of it is parsed as mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
@@ -35,7 +47,7 @@ def plot_curves(
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = [("cost", "cost"), ("loss", "loss"), ("accuracy", "accuracy")]
     for ax, (key, label) in zip(axes, panels, strict=False):
-        ax.plot(steps, [p[f"train_{key}"] for p in history], label=train_label)
+        ax.plot(steps, [p[f"train_{key}"] for p in history], label=literal(train_label))
         if history and f"val_{key}" in history[0]:
             ax.plot(steps, [p[f"val_{key}"] for p in history], label="validation")
         ax.set_xlabel("update step")
@@ -50,7 +62,7 @@ def plot_curves(
     ax.set_title("learning rate (at recorded steps)")
     ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(literal(title))
     save_figure(fig, path)
 
 
@@ -103,7 +115,7 @@ def plot_lr_range(
         ax.set_xlabel("learning rate")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"learning-rate range test {title}".strip())
+    fig.suptitle(literal(f"learning-rate range test {title}".strip()))
     save_figure(fig, path)
 
 
@@ -118,14 +130,19 @@ def plot_search(
     ``(xs, ys, sds)``), optional ``curve`` (``(xs, ys, band)``: a smoothed curve and the band
     below its maximum), ``interval`` (``(low, high)``, shaded) and ``best`` (``(x, y)``, starred).
     """
-    colors = iter(("tab:blue", "tab:orange", "tab:green"))
     n = len(axes_data)
     fig, axes = plt.subplots(1, n, figsize=(6.4 * n, 4.4), squeeze=False)
     for ax, d in zip(axes[0], axes_data, strict=True):
+        colors = itertools.cycle(("tab:blue", "tab:orange", "tab:green"))  # each panel anew
         for label, (xs, ys, sds) in d["points"].items():
-            c = next(colors)
             ax.errorbar(
-                xs, ys, yerr=sds if any(sds) else None, fmt="o", color=c, alpha=0.8, label=label
+                xs,
+                ys,
+                yerr=sds if any(sds) else None,
+                fmt="o",
+                color=next(colors),
+                alpha=0.8,
+                label=literal(label),
             )
         if d.get("curve"):
             xs, ys, band = d["curve"]
@@ -145,11 +162,11 @@ def plot_search(
             ax.scatter(*d["best"], marker="*", s=220, color="tab:red", zorder=5, label="best")
         if d["log"]:
             ax.set_xscale("log")
-        ax.set_xlabel("λ (lam)" if d["name"] == "lam" else d["name"])
+        ax.set_xlabel("λ (lam)" if d["name"] == "lam" else literal(d["name"]))
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(literal(title))
     save_figure(fig, path)
 
 
@@ -179,11 +196,12 @@ def plot_confusion(
                 fontsize=8,
                 color="white" if share[i, j] > 0.5 else "black",
             )
-    ax.set_xticks(range(k), classes, rotation=45, ha="right")
-    ax.set_yticks(range(k), classes)
+    names = [literal(c) for c in classes]
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title or "confusion matrix (counts; colour: share of the row)")
+    ax.set_title(literal(title) if title else "confusion matrix (counts; colour: share of the row)")
     save_figure(fig, path)
 
 
@@ -195,19 +213,37 @@ def plot_images(
     cols: int = 10,
     cell: float = 1.25,
 ) -> None:
-    """A grid of ``(32, 32, 3)`` images (uint8, or floats in [0, 1]) with a label over each."""
+    """A grid of pictures with a label over each: RGB ``(H, W, 3)`` or grayscale ``(H, W, 1)``
+    or ``(H, W)``, of any size, uint8 (0..255) or floats in [0, 1]."""
     n = len(images)
+    cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
     size = (cell * cols, (cell + 0.2) * rows + 0.4)
     fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i], interpolation="nearest")
-            ax.set_title(labels[i], fontsize=7)
+            ax.imshow(**_picture(images[i]), interpolation="nearest")
+            ax.set_title(literal(labels[i]), fontsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(literal(title))
     save_figure(fig, path)
+
+
+def _picture(image: object) -> dict:
+    """``imshow`` arguments for one picture: RGB as it is, grayscale in a gray colour map on
+    the full range of its type (not stretched to its own min and max)."""
+    import numpy as np
+
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        top = 255 if a.dtype == np.uint8 else 1.0
+        return {"X": a, "cmap": "gray", "vmin": 0, "vmax": top}
+    if a.ndim == 3 and a.shape[2] == 3:
+        return {"X": a}
+    raise ValueError(f"a picture must be (H, W), (H, W, 1) or (H, W, 3), got shape {a.shape}")
 
 
 def plot_runs(
@@ -220,11 +256,11 @@ def plot_runs(
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for label, history in runs:
         steps = [p["step"] for p in history]
-        axes[0].plot(steps, [p.get(metric) for p in history], label=label)
-        axes[1].plot(steps, [p.get("train_loss") for p in history], label=label)
+        axes[0].plot(steps, [p.get(metric) for p in history], label=literal(label))
+        axes[1].plot(steps, [p.get("train_loss") for p in history], label=literal(label))
     for ax, what in zip(axes, (metric.replace("_", " "), "training loss"), strict=True):
         ax.set_xlabel("update step")
-        ax.set_ylabel(what)
+        ax.set_ylabel(literal(what))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     save_figure(fig, path)

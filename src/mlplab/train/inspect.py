@@ -1,5 +1,6 @@
 """Looking at trained models: evaluation with per-class accuracy and the confusion matrix,
-and prediction on image files of any size.
+prediction on image files of any size and mode, and the first layer's weights as pictures,
+each in the model's own image shape (``SavedModel.image_shape``).
 
 ``evaluate_saved`` is what ``mlplab evaluate`` prints, ``predict_files`` what ``mlplab
 predict`` prints, ``run_histories`` what ``mlplab compare`` draws. Each model's saved
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import DataError, MlplabError
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.serialize import SavedModel
 from mlplab.train.ensemble import combine
 
@@ -71,7 +73,7 @@ def evaluate_models(
 
 def evaluate_saved(
     models: Sequence[str | os.PathLike],
-    data_dir: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
     part: str = "test",
     vote: str = "mean",
     *,
@@ -80,16 +82,41 @@ def evaluate_saved(
     progress: bool = True,
 ) -> dict[str, Any]:
     """:func:`evaluate_models` of saved models (run directories or model files) on the
-    ``test`` or ``train`` part of the CIFAR-10 in ``data_dir``; also draws the confusion
-    matrix into ``confusion`` and the first model's misclassified images into ``gallery``
-    (PNG files) when given."""
-    from mlplab.data import load_cifar10
+    ``test`` or ``train`` part of ``data`` (CIFAR-10, an image folder or an ``.npz``, as
+    :func:`mlplab.data.load_data` reads it; image folders at the models' image size); also
+    draws the confusion matrix into ``confusion`` and the first model's misclassified images
+    into ``gallery`` (PNG files) when given.
+
+    The models must share one input (image shape and scale), and the data must have it."""
+    from mlplab.data import load_data
     from mlplab.nn.serialize import load_network
 
-    loaded = [load_network(m) for m in models]
-    raw = load_cifar10(data_dir, progress=progress)
-    x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
     names = [str(m) for m in models]
+    loaded = [load_network(m) for m in models]
+    first = loaded[0]
+    for name, m in zip(names[1:], loaded[1:], strict=True):
+        if (m.image_shape, m.scale) != (first.image_shape, first.scale):
+            raise MlplabError(
+                f"{names[0]} takes {describe_input(first)}, {name} takes {describe_input(m)}: "
+                "an ensemble needs one input"
+            )
+    if gallery is not None:
+        _need_images(first, "--misclassified (a gallery of images)")
+    shape = first.image_shape
+    size = None if shape is None else (shape.height, shape.width)
+    raw = load_data(data, size=size, progress=progress)
+    if shape is not None and raw.image_shape is not None and raw.image_shape != shape:
+        raise MlplabError(
+            f"{names[0]} takes {shape} images, but the data ({raw.source}) are "
+            f"{raw.image_shape} images"
+        )
+    if raw.scale != first.scale:
+        raise MlplabError(
+            f"{names[0]} takes values on the scale {first.scale:g} "
+            f"({_scale_words(first.scale)}), but the data ({raw.source}) are on the scale "
+            f"{raw.scale:g}"
+        )
+    x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
     res = {"part": part, **evaluate_models(loaded, x, y, raw.classes, vote, names)}
     if confusion is not None:
         from mlplab.report.plots import plot_confusion
@@ -98,10 +125,30 @@ def evaluate_saved(
     if gallery is not None:
         from mlplab.report.plots import plot_images
 
-        images, labels = misclassified(loaded[0], x, y)
+        images, labels = misclassified(first, x, y)
         title = f"{names[0]}: misclassified ({part} set)"
         plot_images(images, labels, gallery, title, cols=6, cell=1.7)
     return res
+
+
+def describe_input(model: SavedModel) -> str:
+    """What the model takes, in words: ``24x24 grayscale images`` or ``64 flat features``."""
+    if model.image_shape is None:
+        return f"{model.network.d_in} flat features"
+    return f"{model.image_shape} images"
+
+
+def _scale_words(scale: float) -> str:
+    return "8-bit pixels" if scale == 255 else "values divided by it before standardising"
+
+
+def _need_images(model: SavedModel, what: str) -> ImageShape:
+    """The model's image shape, or one clear error saying that ``what`` needs images."""
+    if model.image_shape is None:
+        raise MlplabError(
+            f"{what} needs a model of images; this one takes {model.network.d_in} flat features"
+        )
+    return model.image_shape
 
 
 def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -121,34 +168,45 @@ def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dic
     return out
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Any image Pillow reads, as one (3072,) uint8 row in CIFAR order.
+def read_image(path: str | os.PathLike, shape: ImageShape = CIFAR10_SHAPE) -> np.ndarray:
+    """Any image Pillow reads, as one ``(shape.size,)`` uint8 row in plane order.
 
-    A 32x32 RGB image is used exactly as it is; any other is converted to RGB, cropped to its
-    central square and resized to 32x32 with Lanczos (antialiased) resampling.
+    The image is converted to the model's channels (``L`` for grayscale, ``RGB`` for colour,
+    by :func:`mlplab.data.pixels.load_pil`, which scales 16-bit images to 8 bits); an image of
+    the model's size is used as it is, any other is cropped around its centre to the model's
+    aspect ratio and resized with Lanczos (antialiased) resampling.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from mlplab.data.pixels import load_pil
+
+    want = (shape.width, shape.height)
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if im.size != (32, 32):
-                im = ImageOps.fit(im, (32, 32), method=Image.Resampling.LANCZOS)
-            hwc = np.asarray(im, dtype=np.uint8)
+        im = load_pil(path, shape.channels)
+        if im.size != want:
+            im = ImageOps.fit(im, want, method=Image.Resampling.LANCZOS)
+        hwc = np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({e})") from None
-    return hwc.transpose(2, 0, 1).reshape(-1)
+        raise DataError(f"{path}: not a readable image file ({e})") from None
+    return shape.from_hwc(hwc[None])[0]
 
 
 def predict_files(
     model: SavedModel, paths: Sequence[str | os.PathLike], top: int = 3
 ) -> list[dict[str, Any]]:
-    """For each image file: the predicted class, its probability and the ``top`` classes."""
+    """For each image file: the predicted class, its probability and the ``top`` classes.
+
+    Each file is read at the model's image shape (:func:`read_image`); a model of flat
+    features cannot classify image files (one :class:`MlplabError`)."""
     if not 1 <= top <= len(model.classes):
         raise MlplabError(f"--top must be in 1..{len(model.classes)}, got {top}")
-    if model.network.d_in != 3072:
-        raise MlplabError(f"the model takes {model.network.d_in} inputs, not 32x32 RGB images")
-    x = np.stack([read_image(p) for p in paths])
+    shape = _need_images(model, "predicting image files")
+    if model.scale != 255:
+        raise MlplabError(
+            f"the model takes values on the scale {model.scale:g}, not 8-bit pixels: "
+            "it cannot classify image files"
+        )
+    x = np.stack([read_image(p, shape) for p in paths])
     probs = model.predict_proba(x)
     out = []
     for path, p in zip(paths, probs, strict=True):
@@ -165,35 +223,53 @@ def predict_files(
     return out
 
 
-def first_layer_images(model: SavedModel) -> tuple[np.ndarray, list[str]]:
-    """Each first-layer unit's weights as a 32x32 colour picture (the course's class
-    templates): ``(units, 32, 32, 3)`` in [0, 1], each scaled by its own min and max.
+def first_layer_images(
+    model: SavedModel, max_units: int | None = 100
+) -> tuple[np.ndarray, list[str]]:
+    """The first layer's units (the first ``max_units`` of them; ``None``: all) as pictures of
+    the model's image shape (the course's class templates): ``(units, H, W, C)`` in [0, 1],
+    each scaled by its own min and max.
 
     For a whitened model these are the weights on the standardised pixels, ``whiten @ W``
     (the unit sees ``(x @ whiten) @ W``), not the weights on the whitened ones."""
-    from mlplab.data import to_hwc
-
+    shape = _need_images(model, "drawing the weights as pictures")
+    if max_units is not None and max_units < 1:
+        raise MlplabError(f"the number of units to draw must be at least 1, got {max_units}")
     dense = next(ly for ly in model.network.layers if ly.kind == "dense")
-    W = np.asarray(dense.params["W"], np.float64)
-    if W.shape[0] != 3072:
-        raise MlplabError(f"the first layer takes {W.shape[0]} inputs, not 32x32 RGB images")
+    W = np.asarray(dense.params["W"][:, :max_units], np.float64)  # (d, units shown)
     if model.whiten is not None:
         W = np.asarray(model.whiten, np.float64) @ W
-    w = W.T  # (units, 3072)
+    w = W.T  # (units, d)
     lo, hi = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
-    return to_hwc((w - lo) / np.maximum(hi - lo, 1e-12)), [f"unit {i}" for i in range(len(w))]
+    scaled = (w - lo) / np.maximum(hi - lo, 1e-12)
+    return shape.to_hwc(scaled), [f"unit {i}" for i in range(len(w))]
+
+
+def draw_first_layer(
+    model: SavedModel, out: str | os.PathLike, name: str, max_units: int | None = 100
+) -> tuple[int, int]:
+    """Draw :func:`first_layer_images` into the PNG ``out``; ``(units drawn, units)``."""
+    from mlplab.report.plots import plot_images
+
+    images, labels = first_layer_images(model, max_units)
+    total = next(ly for ly in model.network.layers if ly.kind == "dense").params["W"].shape[1]
+    title = f"{name}: first-layer weights (each scaled to its range)"
+    if len(images) < total:
+        title += f", the first {len(images)} of {total} units"
+    plot_images(images, labels, out, title)
+    return len(images), int(total)
 
 
 def misclassified(
     model: SavedModel, x: np.ndarray, y: np.ndarray, count: int = 30
 ) -> tuple[np.ndarray, list[str]]:
-    """Misclassified images of ``x`` (uint8 rows) with "true → predicted": the first
-    ``count / classes`` of each true class (data sets ordered by class show every class)."""
-    from mlplab.data import to_hwc
-
+    """Misclassified images of ``x`` (uint8 rows) as ``(n, H, W, C)`` pictures of the model's
+    shape, with "true → predicted": the first ``count / classes`` of each true class (data
+    sets ordered by class show every class)."""
+    shape = _need_images(model, "showing misclassified images")
     pred = model.predict_proba(x).argmax(1)
     per = -(-count // len(model.classes))
     bad = [np.flatnonzero((pred != y) & (y == k))[:per] for k in range(len(model.classes))]
     wrong = np.sort(np.concatenate(bad))[:count]
     labels = [f"{model.classes[y[i]]} → {model.classes[pred[i]]}" for i in wrong]
-    return to_hwc(x[wrong]), labels
+    return shape.to_hwc(x[wrong]), labels
