@@ -355,11 +355,35 @@ def test_folder_wrong_size(tmp_path):
         _load(tmp_path / "imgs", tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
-def test_folder_wrong_mode(tmp_path, mode):
-    path = _bad_folder(tmp_path, "m.png", lambda p: Image.new(mode, (32, 32)).save(p))
-    with pytest.raises(DataError, match=rf"{path}.*mode is '{mode}'"):
-        _load(tmp_path / "imgs", tmp_path)
+def _palette_red(p: Path) -> None:
+    im = Image.new("P", (32, 32), 1)
+    im.putpalette([0, 0, 0, 255, 0, 0])
+    im.save(p)
+
+
+@pytest.mark.parametrize(
+    ("writer", "rgb"),
+    [
+        (lambda p: Image.new("L", (32, 32), 77).save(p), (77, 77, 77)),
+        (lambda p: Image.new("RGBA", (32, 32), (10, 20, 30, 0)).save(p), (10, 20, 30)),
+        (_palette_red, (255, 0, 0)),
+    ],
+)
+def test_folder_other_modes_converted(tmp_path, writer, rgb):
+    """Grey, alpha and palette images join an RGB set as RGB (they were refused before)."""
+    path = _bad_folder(tmp_path, "m.png", writer)
+    raw = _load(tmp_path / "imgs", tmp_path)
+    assert raw.image_shape.channels == 3 and raw.x_train.shape[1] == 3072
+    i = [k for k, (c, _) in enumerate(_train_names(tmp_path / "imgs")) if c == path.name]
+    assert len(i) == 1
+    np.testing.assert_array_equal(to_hwc(raw.x_train)[i[0]], np.broadcast_to(rgb, (32, 32, 3)))
+
+
+def _train_names(root: Path) -> list[tuple[str, str]]:
+    """(file name, class) of the training images, in load order."""
+    return [
+        (f.name, c.name) for c in sorted((root / "train").iterdir()) for f in sorted(c.iterdir())
+    ]
 
 
 def test_folder_classes_differ(tmp_path):

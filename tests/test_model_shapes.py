@@ -510,3 +510,25 @@ def test_plot_images_draws_grayscale_and_colour_of_any_size(tmp_path, shape, mon
             assert arr.shape == shape
     with pytest.raises(ValueError, match="a picture must be"):
         plots.plot_images([np.zeros((4, 4, 2))], ["x"], tmp_path / "bad.png")
+
+
+def test_predict_reads_large_photos_and_their_orientation(tmp_path):
+    """A photo larger than a data set's limit is shrunk, not refused; EXIF orientation is
+    applied (a camera's portrait photo is stored sideways)."""
+    from mlplab.images import ImageShape
+    from mlplab.train.inspect import read_image
+
+    shape = ImageShape(8, 8, 1)
+    wide = np.zeros((300, 4200), np.uint8)
+    wide[:, 2100:] = 255  # right half white
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    row = read_image(tmp_path / "wide.png", shape).reshape(8, 8)
+    assert row[:, :3].max() < 30 and row[:, 5:].min() > 225
+    tall = np.zeros((40, 20), np.uint8)
+    tall[:20] = 255  # top half white, as the camera saw it
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(tall, 1)))  # stored turned left
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    sideways.save(tmp_path / "photo.jpg", exif=exif, quality=100)
+    row = read_image(tmp_path / "photo.jpg", ImageShape(8, 4, 1)).reshape(8, 4)
+    assert row[:3].min() > 200 and row[5:].max() < 55

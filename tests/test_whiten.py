@@ -11,13 +11,19 @@ from helpers import synthetic_raw
 
 from mlplab.config import load_recipe
 from mlplab.data import make_splits
-from mlplab.data.augment import augment_batch, flip_permutation
+from mlplab.data.augment import augment_batch
 from mlplab.data.prepared import load_split, prepare_splits, split_key
 from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, ModelFileError
 from mlplab.fileio import load_model_files, save_model
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import load_network, save_network
+
+
+def flip_permutation(d: int) -> np.ndarray:
+    assert d == CIFAR10_SHAPE.size
+    return CIFAR10_SHAPE.flip_permutation()
 
 
 def _correlated(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -133,12 +139,12 @@ def test_fit_zca_is_the_textbook_expression_bit_for_bit():
 def test_flip_average_is_the_mean_of_both_views():
     net = Network.build(3072, [8], 10, rng=np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((30, 3072)).astype(np.float32)
-    both = net.predict_proba(x, 7, flip_average=True)
+    both = net.predict_proba(x, 7, mirror=flip_permutation(3072))
     want = (net.predict_proba(x) + net.predict_proba(x[:, flip_permutation(3072)])) / 2
     np.testing.assert_allclose(both, want, rtol=1e-5, atol=1e-7)
     small = Network.build(12, [4], 3, rng=np.random.default_rng(0))
-    with pytest.raises(ConfigError, match="32x32"):
-        small.predict_proba(np.zeros((2, 12), np.float32), flip_average=True)
+    with pytest.raises(ConfigError, match="mirror permutation of 3072 columns for 12"):
+        small.predict_proba(np.zeros((2, 12), np.float32), mirror=flip_permutation(3072))
 
 
 def _run(tmp_path, **sets):
@@ -289,7 +295,7 @@ def test_estimator_transform_is_fixed_at_fit():
         MLPClassifier(n_s=10, flip_average="no").fit(x, y)
     with pytest.raises(ConfigError, match="standardize=True"):
         MLPClassifier(n_s=10, zca_eps=0.1, standardize=False).fit(x, y)
-    with pytest.raises(ConfigError, match="3072 image pixels"):
+    with pytest.raises(ConfigError, match="need images"):
         MLPClassifier(n_s=10, flip_average=True).fit(x, y)
     clf = MLPClassifier(hidden=(8,), n_s=10, zca_eps=0.1).fit(x, y)
     before = clf.predict_proba(x)
@@ -313,3 +319,37 @@ def test_flip_averaged_onnx_in_every_opset(tmp_path, opset):
     sess = ort.InferenceSession(to_onnx(m, opset=opset), providers=["CPUExecutionProvider"])
     (probs,) = sess.run(["probabilities"], {"pixels": raw.x_test[:50].astype(np.float32)})
     np.testing.assert_allclose(probs, m.predict_proba(raw.x_test[:50]), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [ImageShape(6, 5, 1), ImageShape(4, 7, 3)])
+def test_zca_mirror_follows_the_images_own_shape(shape):
+    """Any image shape: the matrix commutes with that shape's flip; a permutation given as
+    an array is the same mirror; a shape of another size is refused."""
+    x = _correlated(400, shape.size, seed=2)
+    perm = shape.flip_permutation()
+    w = fit_zca(x, 0.1, mirror=shape)
+    np.testing.assert_allclose(w[np.ix_(perm, perm)], w, atol=1e-9)
+    assert np.abs(fit_zca(x, 0.1) - w).max() > 1e-3  # the mirror did change something
+    np.testing.assert_array_equal(fit_zca(x, 0.1, mirror=perm), w)
+    with pytest.raises(ConfigError, match=str(shape)):
+        fit_zca(x[:, :-1], 0.1, mirror=shape)
+    with pytest.raises(ConfigError, match="permutation"):
+        fit_zca(x, 0.1, mirror=np.zeros(shape.size, int))
+
+
+def test_whitened_splits_of_flat_features_impose_no_mirror():
+    from mlplab.data import RawDataset
+    from mlplab.data.preprocess import whiten_splits
+
+    shape = ImageShape(4, 3, 3)
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 256, (300, shape.size)) // 2 + np.arange(shape.size)).astype(np.uint8)
+    y = np.arange(300) % 3
+    for image_shape in (None, shape):
+        raw = RawDataset(x, y, x[:20], y[:20], ("a", "b", "c"), None, "test", image_shape)
+        sp = make_splits(raw, "200/50", np.random.default_rng(0))
+        assert sp.image_shape == image_shape
+        want = fit_zca(sp.x_train, 0.5, mirror=image_shape).astype(np.float32)
+        if image_shape is None:  # a mirror would have made a difference
+            assert np.abs(want - fit_zca(sp.x_train, 0.5, mirror=shape)).max() > 1e-4
+        np.testing.assert_array_equal(whiten_splits(sp, 0.5).whiten, want)

@@ -14,8 +14,11 @@ import click
 from mlplab.errors import MlplabError
 
 DATA_HELP = (
-    "CIFAR-10 directory (cifar-10-batches-py, cifar-10-batches-bin or train/ + test/ "
-    "image folders). Default: $MLPLAB_DATA, else download the official archive."
+    "Data set: a directory (CIFAR-10's cifar-10-batches-py or cifar-10-batches-bin, or "
+    "image folders train/<class>/* + test/<class>/* of any one size, grey or colour; "
+    "with train/ alone a seeded 20 % of each class is the test set) or an .npz file "
+    "(x, y, optional x_test, y_test, classes). --set size=H,W resizes every image. "
+    "Default: $MLPLAB_DATA, else download CIFAR-10."
 )
 data_option = click.option("--data", type=click.Path(path_type=Path), default=None, help=DATA_HELP)
 sets_option = click.option(

@@ -1,8 +1,10 @@
-"""CIFAR-10 loading (official python/binary batches, image folders), caching and splits.
+"""Data sets (CIFAR-10's official batches, image folders of any size, ``.npz`` arrays),
+caching and splits.
 
 Typical use::
 
-    raw = load_cifar10(data_dir)               # RawDataset, uint8 (N, 3072)
+    raw = load_data(data_dir)                  # RawDataset: uint8 (N, 3072) for CIFAR-10
+    raw = load_data("digits.npz")              # or any image folder / .npz (see load_data)
     splits = make_splits(raw, "45k", np.random.default_rng(0))
 """
 
@@ -17,6 +19,7 @@ from mlplab.data.cifar10 import (
     default_cache_dir,
     download_cifar10,
     load_cifar10,
+    load_data,
     locate_data,
 )
 from mlplab.data.preprocess import (
@@ -41,6 +44,7 @@ __all__ = [
     "default_cache_dir",
     "download_cifar10",
     "load_cifar10",
+    "load_data",
     "locate_data",
     "make_splits",
     "parse_split",

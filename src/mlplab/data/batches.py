@@ -8,8 +8,8 @@ Two official layouts exist, both with five training batches of 10,000 images
 * ``cifar-10-batches-bin``: binary files of 3073-byte records (1 label byte,
   then 3072 pixel bytes), with the class names in ``batches.meta.txt``.
 
-Finding the data, downloading it, image folders and the cache are in
-:mod:`mlplab.data.cifar10`.
+These formats are CIFAR-10's by definition: 32x32 RGB images, 3072 values a row. Finding
+the data, downloading it, the other formats and the cache are in :mod:`mlplab.data.cifar10`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from mlplab.data.pickles import unpickle as _unpickle
 from mlplab.errors import DataError
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 
 PY_DIR = "cifar-10-batches-py"
 BIN_DIR = "cifar-10-batches-bin"
@@ -39,7 +40,8 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
-N_PIXELS = 3072
+#: Values in a row of the official batches: 32 x 32 pixels x 3 channels.
+N_PIXELS = CIFAR10_SHAPE.size
 N_TRAIN_BATCHES = 5
 
 __all__ = [
@@ -57,16 +59,19 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class RawDataset:
-    """CIFAR-10 as stored: uint8 pixels in official order, int64 labels.
+    """A data set as stored: rows of pixels (or features) and int64 labels.
 
-    x_train: (N, 3072) uint8, 1024 R values then 1024 G then 1024 B, each plane
-        row-major 32x32.  May be a read-only memory map of the cache.
+    x_train: (N, d), either uint8 pixels or float64 features.  Images are rows in plane
+        order (:mod:`mlplab.images`): for CIFAR-10, 1024 R values then 1024 G then 1024
+        B, each plane row-major 32x32.  May be a read-only memory map of the cache.
     y_train: (N,) int64 labels in [0, K).
-    x_test: (M, 3072) uint8.  y_test: (M,) int64.
+    x_test: (M, d), the dtype of x_train.  y_test: (M,) int64.
     classes: the K class names, label order.
     train_batch: (N,) int8, the official ``data_batch_k`` (k = 1..5) each
-        training sample came from; ``None`` for image folders.
+        training sample came from; ``None`` for other formats.
     source: human description of where the data came from.
+    image_shape: the shape of every image (``d == image_shape.size``), or ``None`` for
+        flat features.
     """
 
     x_train: np.ndarray
@@ -76,6 +81,12 @@ class RawDataset:
     classes: tuple[str, ...]
     train_batch: np.ndarray | None
     source: str
+    image_shape: ImageShape | None = CIFAR10_SHAPE
+
+    @property
+    def scale(self) -> float:
+        """What one unit of the rows is divided by: 255 for uint8 pixels, 1 for features."""
+        return 255.0 if self.x_train.dtype == np.uint8 else 1.0
 
 
 # ------------------------------------------------------------- python pickles

@@ -4,10 +4,11 @@ Decoding 60,000 JPEGs takes seconds; reading the decoded arrays back with
 ``np.load(mmap_mode="r")`` takes milliseconds.  An entry lives in
 ``cache_dir/<key>/`` and holds one ``.npy`` file per array (never pickled:
 ``allow_pickle=False``) plus ``manifest.json`` with the metadata, the shapes,
-dtypes, file sizes and CRC-32 checksums of the files.  The key is a SHA-256 of
-the data format, the resolved data directory and, for every data file, its
-relative path, size and ``mtime_ns``; touching, adding or removing a file
-therefore yields a new key.
+dtypes, file sizes and CRC-32 checksums of the files (the metadata holds the
+classes, the source and the image shape of the rows).  The key is a SHA-256 of
+the data format (with the ``size`` images are resized to, when one is given), the
+resolved data directory and, for every data file, its relative path, size and
+``mtime_ns``; touching, adding or removing a file therefore yields a new key.
 
 Every file is written atomically (:func:`mlplab.fileio.atomic_write`); the
 manifest is written last, so an entry without a manifest is incomplete and an

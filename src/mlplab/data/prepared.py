@@ -3,6 +3,9 @@
 Several worker processes training on the same split would each hold a private copy of its
 standardised float arrays (553 MB for 45,000 float32 images). Written once as ``.npy``
 files and opened with ``mmap_mode="r"``, they share one copy in the page cache.
+``meta.json`` records the data it was built from (source, sizes, image shape), the image
+shape and scale of the rows (a split written before they were recorded is CIFAR-10's:
+32x32 RGB, scale 255) and the generator state.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from mlplab.data.batches import RawDataset
 from mlplab.data.preprocess import Splits, make_splits, whiten_splits
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json
+from mlplab.images import CIFAR10_SHAPE, shape_or_none
 from mlplab.machine import blas_threads
 
 #: The test set is left out: a search scores validation accuracy and never looks at it.
@@ -30,9 +34,17 @@ def _array_names(cfg: Config) -> tuple[str, ...]:
 
 
 def split_key(cfg: Config) -> str:
-    """What decides a split's arrays: split, n_train, dtype, whitening and seed."""
+    """What decides a split's arrays: split, n_train, dtype, whitening, image size (when
+    the recipe resizes) and seed. A recipe without ``size`` keeps its earlier key."""
     zca = f"-zca{cfg.zca_eps!r}" if cfg.zca_eps else ""
-    return f"{cfg.split.replace('/', 'of')}-n{cfg.n_train}-{cfg.dtype}{zca}-seed{cfg.seed}"
+    size = list(getattr(cfg, "size", None) or ())
+    resized = f"-size{size[0]}x{size[1]}" if len(size) == 2 else ""
+    name = cfg.split.replace("/", "of")
+    return f"{name}-n{cfg.n_train}-{cfg.dtype}{zca}{resized}-seed{cfg.seed}"
+
+
+def _shape_list(shape) -> list[int] | None:
+    return None if shape is None else shape.to_list()
 
 
 def recipe_splits(
@@ -68,10 +80,12 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
     """
     root.mkdir(parents=True, exist_ok=True)
     data = {"source": raw.source, "n": [len(raw.x_train), len(raw.x_test)]}
+    geometry = {"image_shape": _shape_list(raw.image_shape), "scale": raw.scale}
     for cfg in configs:
         final = root / split_key(cfg)
         with contextlib.suppress(OSError, ValueError, KeyError):
-            if json.loads((final / "meta.json").read_text())["data"] == data:
+            old = json.loads((final / "meta.json").read_text())
+            if old["data"] == data and _geometry(old) == geometry:
                 continue
         rng = np.random.default_rng(cfg.seed)
         sp = recipe_splits(raw, cfg, rng)
@@ -80,8 +94,16 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
                 a = getattr(sp, name)
                 atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
             meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
-            atomic_write_json(tmp / "meta.json", {"data": data, **meta})
+            atomic_write_json(tmp / "meta.json", {"data": data, **geometry, **meta})
         del sp, a  # one split in memory at a time
+
+
+def _geometry(meta: dict) -> dict:
+    """Image shape and scale of a prepared split (CIFAR-10's when it predates them)."""
+    return {
+        "image_shape": meta.get("image_shape", CIFAR10_SHAPE.to_list()),
+        "scale": float(meta.get("scale", 255.0)),
+    }
 
 
 def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
@@ -92,11 +114,13 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     names = _array_names(cfg)
     try:
         meta = json.loads((d / "meta.json").read_text())
+        geometry = _geometry(meta)
+        geometry["image_shape"] = shape_or_none(geometry["image_shape"])
         arrays = {
             n: np.load(d / f"{n}.npy", mmap_mode="r" if n[0] == "x" else None, allow_pickle=False)
             for n in names
         }
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, TypeError, MlplabError) as e:
         raise MlplabError(
             f"the prepared split {d} is missing or damaged ({e}); run the command again"
         ) from None
@@ -104,4 +128,5 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     rng.bit_generator.state = meta["rng"]
     empty = np.empty((0, arrays["x_train"].shape[1]), np.uint8)
     test = {"test_pixels": empty, "y_test": np.empty(0, np.int64)}
-    return Splits(**arrays, **test, classes=tuple(meta["classes"]), name=meta["name"]), rng
+    splits = Splits(**arrays, **test, classes=tuple(meta["classes"]), name=meta["name"], **geometry)
+    return splits, rng

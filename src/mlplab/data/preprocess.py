@@ -1,10 +1,13 @@
 """Train/validation/test splits and standardisation (as in KTH DD2424).
 
-Pixels are scaled to [0, 1] (``/255``), then every one of the 3072 dimensions
-is standardised with the mean and standard deviation of the *training* split
-only; validation and test use the same statistics.  Outputs are built once in
-the target dtype and standardised in place; statistics are accumulated in
-float64 chunk by chunk, so no float64 copy of the training set is ever made.
+Pixels are scaled to [0, 1] (``/255``), then every one of the ``d`` dimensions (3072 for
+CIFAR-10) is standardised with the mean and standard deviation of the *training* split
+only; validation and test use the same statistics.  For uint8 pixels, outputs are built
+once in the target dtype and standardised in place; statistics are accumulated in
+float64 chunk by chunk, so no float64 copy of the training set is ever made.  Float
+features (an ``.npz`` of real values, ``scale = 1``) take float64 statistics
+(:func:`column_stats`), are standardised in float64 and then cast to the target dtype
+(the test rows too, by :func:`transform_pixels`).
 
 :func:`standardize` computes ``(x / scale - mean) / std`` for every caller: pixels
 with the statistics of :class:`Splits` (``scale=255``), and features already on their
@@ -20,9 +23,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mlplab.data.batches import N_PIXELS, RawDataset
+from mlplab.data.batches import RawDataset
 from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, DataError
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 
 #: Named splits; ``"NNNN/MMMM"`` (e.g. ``"2000/500"``) is accepted as well.
 SPLITS = ("batch", "45k", "49k", "all")
@@ -48,17 +52,19 @@ __all__ = [
 class Splits:
     """Standardised train/validation/test arrays.
 
-    x_train: (n_train, 3072), x_val: (n_val, 3072) (possibly (0, 3072)),
-    x_test: (n_test, 3072), all of the requested float dtype, standardised
+    x_train: (n_train, d), x_val: (n_val, d) (possibly (0, d)),
+    x_test: (n_test, d), all of the requested float dtype, standardised
     with the training statistics; y_*: (n,) int64 labels.
-    mean, std: (3072,) float64 statistics of the training split on the
-    ``pixels / 255`` scale (std with zeros replaced by 1), so that
-    ``x = (pixels / 255 - mean) / std``.
-    whiten: ``None``, or the ``(3072, 3072)`` ZCA matrix ``W`` (in the arrays' dtype,
+    mean, std: (d,) float64 statistics of the training split on the
+    ``raw / scale`` scale (std with zeros replaced by 1), so that
+    ``x = (raw / scale - mean) / std``.
+    whiten: ``None``, or the ``(d, d)`` ZCA matrix ``W`` (in the arrays' dtype,
     fitted on the standardised training split) applied after standardising, every row
     ``x`` becoming ``x @ W`` (:mod:`mlplab.data.whiten`).
+    image_shape: the shape of the images (CIFAR-10's 32x32 RGB for d = 3072), or
+    ``None`` for flat features.  scale: 255 for uint8 pixels, 1 for float features.
 
-    The test set is kept as its uint8 ``test_pixels`` and transformed (by
+    The test set is kept as its raw ``test_pixels`` and transformed (by
     :func:`transform_pixels`, as a saved model does) when ``x_test`` is first read, after
     training: a run does not hold a float copy of it while it trains.
     """
@@ -74,11 +80,18 @@ class Splits:
     classes: tuple[str, ...]
     name: str
     whiten: np.ndarray | None = None
+    image_shape: ImageShape | None = CIFAR10_SHAPE
+    scale: float = 255.0
 
     @functools.cached_property
     def x_test(self) -> np.ndarray:
         return transform_pixels(
-            self.test_pixels, self.mean, self.std, self.whiten, self.x_train.dtype
+            self.test_pixels,
+            self.mean,
+            self.std,
+            self.whiten,
+            self.x_train.dtype,
+            scale=self.scale,
         )
 
 
@@ -201,11 +214,17 @@ def transform_pixels(
     std: np.ndarray,
     whiten: np.ndarray | None,
     dtype: np.dtype | type = np.float32,
+    scale: float = 255.0,
 ) -> np.ndarray:
-    """Raw uint8 pixels ``(n, d)`` to network inputs: :func:`standardize`, then ``@ whiten``
-    when there is one. The splits and saved models compute exactly this (the ONNX graph the
+    """Raw rows ``(n, d)`` to network inputs: :func:`standardize` (uint8 pixels in
+    ``dtype``; float features in float64, then cast to ``dtype``), then ``@ whiten`` when
+    there is one. The splits and saved models compute exactly this (the ONNX graph the
     same formula in float32)."""
-    out = standardize(x, mean, std, dtype)
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        out = standardize(x, mean, std, dtype, scale=scale)
+    else:
+        out = standardize(x, mean, std, np.float64, scale=scale).astype(dtype, copy=False)
     if whiten is not None:
         apply_whitening(out, whiten)
     return out
@@ -239,7 +258,7 @@ def make_splits(
         the last 5,000 / 1,000 are validation, the rest (45,000 / 49,000 of
         CIFAR-10's 50,000) train.
       * ``"all"``: all training images (seeded permutation), empty
-        validation of shape (0, 3072).
+        validation of shape (0, d).
       * ``"NNNN/MMMM"``: a seeded draw of NNNN train and MMMM validation images.
     n_train: keep only the first ``n_train`` samples of the training split
         (statistics are those of the kept samples); validation unchanged.
@@ -247,8 +266,10 @@ def make_splits(
     zca_eps: if > 0, ZCA-whiten with this ``eps`` (fitted on the standardised training
         split, :func:`mlplab.data.whiten.fit_zca`; ``Splits.whiten`` holds the matrix).
 
-    Returns :class:`Splits` with x_* of shape (n, 3072) and ``dtype``.  Same
-    ``rng`` state gives identical splits; the global RNG is never used.
+    Returns :class:`Splits` with x_* of shape (n, d) and ``dtype``, and the raw set's
+    ``image_shape`` and ``scale``.  uint8 pixels are standardised in ``dtype`` with exact
+    float64 statistics (bit-identical to earlier versions); float features as the module
+    docstring says.  Same ``rng`` state gives identical splits; the global RNG is never used.
     Raises :class:`ConfigError` for a bad split name / n_train / dtype and
     :class:`DataError` if the data set is too small for the split.
     """
@@ -256,8 +277,14 @@ def make_splits(
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ConfigError(f"dtype must be float32 or float64, not {dtype}")
-    if raw.x_train.ndim != 2 or raw.x_train.shape[1] != N_PIXELS:
-        raise DataError(f"expected (N, 3072) training pixels, found {raw.x_train.shape}")
+    shape = raw.image_shape
+    d = raw.x_train.shape[1] if raw.x_train.ndim == 2 else -1
+    if d < 1 or (shape is not None and d != shape.size) or raw.x_test.shape[1:] != (d,):
+        want = "(N, d)" if shape is None else f"(N, {shape.size}) rows of {shape} images"
+        raise DataError(
+            f"expected {want}, found training rows {raw.x_train.shape} and test rows "
+            f"{raw.x_test.shape} ({raw.source})"
+        )
     tr, va = _split_indices(raw, name, sizes, rng)
     if n_train is not None:
         if isinstance(n_train, bool) or not isinstance(n_train, int | np.integer):
@@ -269,14 +296,10 @@ def make_splits(
             )
         tr = tr[:n_train]
 
-    x_train = _gather(raw.x_train, tr, dtype)
-    mean255, std255 = _stats(x_train)
-    mean = mean255 / 255.0
-    std = _one_where_zero(std255 / 255.0)
-    mean255 = mean * 255.0  # as standardize() (and so a saved model) recomputes it
-    _standardize_inplace(x_train, mean255, std, 255.0)
-    x_val = _gather(raw.x_train, va, dtype)
-    _standardize_inplace(x_val, mean255, std, 255.0)
+    if raw.x_train.dtype == np.uint8:
+        x_train, x_val, mean, std = _pixel_splits(raw.x_train, tr, va, dtype)
+    else:
+        x_train, x_val, mean, std = _feature_splits(raw.x_train, tr, va, dtype)
     splits = Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],
@@ -288,26 +311,62 @@ def make_splits(
         std=std,
         classes=tuple(raw.classes),
         name=name,
+        image_shape=shape,
+        scale=raw.scale,
     )
     return whiten_splits(splits, zca_eps) if zca_eps else splits
 
 
+def _pixel_splits(
+    x: np.ndarray, tr: np.ndarray, va: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised train and validation rows of uint8 pixels, built in ``dtype``, with
+    the statistics on the ``/255`` scale."""
+    x_train = _gather(x, tr, dtype)
+    mean255, std255 = _stats(x_train)
+    mean = mean255 / 255.0
+    std = _one_where_zero(std255 / 255.0)
+    mean255 = mean * 255.0  # as standardize() (and so a saved model) recomputes it
+    _standardize_inplace(x_train, mean255, std, 255.0)
+    x_val = _gather(x, va, dtype)
+    _standardize_inplace(x_val, mean255, std, 255.0)
+    return x_train, x_val, mean, std
+
+
+def _feature_splits(
+    x: np.ndarray, tr: np.ndarray, va: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Float features: float64 statistics of the training rows, standardised in float64
+    (as :func:`transform_pixels` does the test rows), then cast to ``dtype``."""
+    out = []
+    x_train = _gather(x, tr, np.dtype(np.float64))
+    mean, std = column_stats(x_train)
+    for part in (x_train, _gather(x, va, np.dtype(np.float64))):
+        _standardize_inplace(part, mean, std, 1.0)
+        out.append(part.astype(dtype, copy=False))
+    del x_train
+    return out[0], out[1], mean, std
+
+
 def whiten_splits(splits: Splits, zca_eps: float) -> Splits:
     """``splits`` ZCA-whitened with ``zca_eps``: the matrix is fitted on the standardised
-    training split (:func:`mlplab.data.whiten.fit_zca`, mirror-symmetric), the training and
+    training split (:func:`mlplab.data.whiten.fit_zca`, mirror-symmetric under the flip of
+    ``splits.image_shape``; no mirror for flat features), the training and
     validation arrays are whitened in place, and the result holds the matrix, in their
     dtype, as ``whiten``. The test pixels are whitened when first read
     (:meth:`Splits.x_test`). The arrays of ``splits`` itself are whitened too (it keeps
     ``whiten=None``): use the returned splits only."""
     if splits.whiten is not None:
         raise ValueError("these splits are already whitened")
-    w = fit_zca(splits.x_train, zca_eps, mirror=True).astype(splits.x_train.dtype)
+    w = fit_zca(splits.x_train, zca_eps, mirror=splits.image_shape)
+    w = w.astype(splits.x_train.dtype)
     apply_whitening(splits.x_train, w)
     apply_whitening(splits.x_val, w)
     return replace(splits, whiten=w)
 
 
-def to_hwc(x: np.ndarray) -> np.ndarray:
-    """View (n, 3072) CIFAR-order rows as (n, 32, 32, 3) images (for plotting)."""
+def to_hwc(x: np.ndarray, shape: ImageShape = CIFAR10_SHAPE) -> np.ndarray:
+    """View rows ``(n, d)`` (or one row ``(d,)``) in plane order as ``(n, height, width,
+    channels)`` images of ``shape`` (default CIFAR-10's 32x32 RGB), for plotting."""
     x = np.asarray(x)
-    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return shape.to_hwc(x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x)

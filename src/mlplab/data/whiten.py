@@ -1,6 +1,6 @@
 """ZCA whitening of standardised images, fitted on the training split.
 
-Whitening decorrelates the 3072 input dimensions: with the training covariance
+Whitening decorrelates the ``d`` input dimensions: with the training covariance
 ``C = U diag(s) U^T`` of the standardised pixels, every row ``x`` becomes ``x W`` with
 
     W = U diag(1 / sqrt(s + eps)) U^T
@@ -11,11 +11,12 @@ pixel (variance 1), so ``eps = 0.1`` leaves the directions with variance well ab
 whitened and shrinks the noisier rest. Coates et al. (2011) and Lin et al. (2015) whiten
 CIFAR-10 this way for models without convolutions.
 
-The covariance is averaged with its mirror image (``C`` and ``P C P`` for the horizontal
-flip ``P``), so ``W`` commutes with the flip: flipping a whitened image is exactly
+For images, the covariance is averaged with its mirror image (``C`` and ``P C P`` for the
+horizontal flip ``P`` of the image's own shape, :meth:`ImageShape.flip_permutation`), so
+``W`` commutes with the flip: flipping a whitened image is exactly
 whitening the flipped image, and the trainer's flips may act on whitened rows.
 Translations are only approximately equivariant (the filters of ``W`` are local but the
-image border is not), which is fine for an augmentation.
+image border is not), which is fine for an augmentation. Flat features have no mirror.
 
 Sums are accumulated in float64 chunk by chunk; the matrix is returned in float64 and
 stored in a saved model in the network's dtype, the one the run applied.
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlplab.data.augment import flip_permutation
 from mlplab.errors import ConfigError
+from mlplab.images import CIFAR10_SHAPE, ImageShape
 
 _CHUNK = 2048
 
@@ -38,12 +39,16 @@ __all__ = ["apply_whitening", "fit_zca"]
 MAX_FEATURES = 8192
 
 
-def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
+def fit_zca(
+    x: np.ndarray, eps: float, *, mirror: ImageShape | np.ndarray | bool | None = None
+) -> np.ndarray:
     """The ZCA matrix ``W`` ``(d, d)`` (float64, symmetric) of the rows of ``x``.
 
-    ``x``: ``(n, d)`` standardised rows (mean 0 per column). ``mirror``: the rows are
-    32x32 images, and the covariance is made symmetric under the horizontal flip (module
-    docstring).
+    ``x``: ``(n, d)`` standardised rows (mean 0 per column). ``mirror``: the covariance
+    is made symmetric under the horizontal flip (module docstring) of an
+    :class:`ImageShape` (its :meth:`~ImageShape.flip_permutation`), or under a given
+    column permutation ``(d,)``; ``None``/``False``: no mirror; ``True``: CIFAR-10's
+    32x32 RGB flip (the rows must have 3072 values).
     """
     if not (np.isfinite(eps) and eps > 0):
         raise ConfigError(f"the whitening eps must be a positive number, got {eps!r}")
@@ -52,9 +57,7 @@ def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
         raise ConfigError("whitening needs at least 2 training samples")
     if d > MAX_FEATURES:
         raise ConfigError(f"whitening {d} features needs a {d}x{d} matrix; at most {MAX_FEATURES}")
-    perm = flip_permutation(d) if mirror else None
-    if mirror and perm is None:
-        raise ConfigError(f"mirrored whitening needs rows of 32x32 RGB images, not {d} features")
+    perm = _mirror_permutation(mirror, d)
     cov = np.zeros((d, d), dtype=np.float64)
     for i in range(0, n, _CHUNK):
         c = np.asarray(x[i : i + _CHUNK], dtype=np.float64)
@@ -75,6 +78,21 @@ def fit_zca(x: np.ndarray, eps: float, *, mirror: bool = False) -> np.ndarray:
     w += w.T  # exactly symmetric: (w + w.T) / 2 (NumPy copies the overlapping w.T first)
     w /= 2
     return w
+
+
+def _mirror_permutation(mirror: ImageShape | np.ndarray | bool | None, d: int):
+    """The column permutation ``mirror`` stands for (``None``: no mirror), checked on ``d``."""
+    if mirror is None or mirror is False:
+        return None
+    shape = CIFAR10_SHAPE if mirror is True else mirror
+    if isinstance(shape, ImageShape):
+        if shape.size != d:
+            raise ConfigError(f"mirrored whitening needs rows of {shape} images, not {d} features")
+        return shape.flip_permutation()
+    perm = np.asarray(mirror)
+    if perm.shape != (d,) or not np.array_equal(np.sort(perm), np.arange(d)):
+        raise ConfigError(f"the mirror of whitening must be a permutation of {d} columns")
+    return perm
 
 
 def apply_whitening(x: np.ndarray, w: np.ndarray) -> None:

@@ -182,7 +182,7 @@ def read_image(path: str | os.PathLike, shape: ImageShape = CIFAR10_SHAPE) -> np
 
     want = (shape.width, shape.height)
     try:
-        im = load_pil(path, shape.channels)
+        im = load_pil(path, shape.channels, photo=True)
         if im.size != want:
             im = ImageOps.fit(im, want, method=Image.Resampling.LANCZOS)
         hwc = np.asarray(im, dtype=np.uint8)
