@@ -21,7 +21,8 @@ CASES = [
     (["gradcheck", "--drop-prob", "1"], "'--drop-prob': 1.0 is not a finite number"),
     (["lr-range", "--epochs", "inf"], "'--epochs': inf is not a finite number > 0"),
     (["lr-range", "--min", "nan"], "'--min': nan is not a finite number > 0"),
-    (["train", "--recipe", "assignment2/ex3", "--set", "hidden=10000000"], "at most 1e+09"),
+    (["train", "--recipe", "assignment2/ex3", "--set", "hidden=10000000"], "in [1, 1e+06]"),
+    (["train", "--recipe", "assignment2/ex3", "--set", "hidden=100000,100000"], "at most 1e+09"),
     (["search", "--study", "x;y"], "study name 'x;y' is not allowed"),
 ]
 

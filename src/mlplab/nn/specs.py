@@ -134,13 +134,8 @@ def _resolved(specs: Sequence[Any], n_classes: int, ctx: BuildContext) -> list[d
     return out
 
 
-def build_layers(d_in: int, specs: Sequence[Any], n_classes: int, ctx: BuildContext) -> list[Layer]:
-    """The layers of ``specs`` for inputs of width ``d_in``, ending in the classifier.
-
-    The number of weights is checked before anything is drawn or allocated."""
-    if isinstance(d_in, bool) or not 1 <= int(d_in) or not 1 <= int(n_classes):
-        raise ConfigError(f"input width and classes must be positive, got {d_in}, {n_classes}")
-    resolved = _resolved(specs, n_classes, ctx)
+def check_size(d_in: int, resolved: Sequence[dict[str, Any]], what: str = "") -> None:
+    """Refuse more than :data:`MAX_WEIGHTS` dense weights (before anything is allocated)."""
     d, weights = int(d_in), 0
     for spec in resolved:
         if issubclass(layer_class(spec["kind"]), Dense):
@@ -148,9 +143,26 @@ def build_layers(d_in: int, specs: Sequence[Any], n_classes: int, ctx: BuildCont
             d = spec["units"]
     if weights > MAX_WEIGHTS:
         raise ConfigError(
-            f"the network has {weights:.3g} weights ({4 * weights / 2**30:.1f} GiB in float32) "
-            f"for {d_in} inputs; at most {MAX_WEIGHTS:.0e} are allowed"
+            f"{what or f'the network for {d_in} inputs has'} {weights:.3g} weights "
+            f"({4 * weights / 2**30:.1f} GiB in float32); at most {MAX_WEIGHTS:.0e} are allowed"
         )
+
+
+def check_recipe_size(specs: Sequence[Any]) -> None:
+    """What a recipe can know before its data: the weights between its own layers (one
+    input, two classes) are already too many."""
+    resolved = _resolved(specs, 2, BuildContext(np.random.default_rng(0)))
+    check_size(1, resolved, "before any input, the layers alone have")
+
+
+def build_layers(d_in: int, specs: Sequence[Any], n_classes: int, ctx: BuildContext) -> list[Layer]:
+    """The layers of ``specs`` for inputs of width ``d_in``, ending in the classifier.
+
+    The number of weights is checked before anything is drawn or allocated."""
+    if isinstance(d_in, bool) or not 1 <= int(d_in) or not 1 <= int(n_classes):
+        raise ConfigError(f"input width and classes must be positive, got {d_in}, {n_classes}")
+    resolved = _resolved(specs, n_classes, ctx)
+    check_size(d_in, resolved)
     layers, d = [], int(d_in)
     for spec in resolved:
         layer = layer_class(spec["kind"]).build(

@@ -27,7 +27,7 @@ from mlplab.nn.activations import ACTIVATIONS
 from mlplab.nn.init import INITS
 from mlplab.nn.layers import LAYERS
 from mlplab.nn.network import Network
-from mlplab.nn.specs import layer_class, normalise
+from mlplab.nn.specs import check_recipe_size, layer_class, normalise, shorthand
 from mlplab.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.optim.schedules import SCHEDULES, Cyclic, Schedule
 from mlplab.options import Option, check_options
@@ -108,6 +108,13 @@ def check_components(cfg: Config) -> None:
     if cfg.bn_position not in ("before_relu", "after_relu"):
         raise ConfigError(f"bn_position must be before_relu or after_relu, got {cfg.bn_position!r}")
     specs = [normalise(item) for item in cfg.layers]
+    check_recipe_size(
+        cfg.layers
+        or shorthand(
+            cfg.hidden, activation=cfg.activation, batch_norm=cfg.batch_norm,
+            bn_position=cfg.bn_position, drop_prob=cfg.drop_prob,
+        )
+    )  # fmt: skip
     uses_bn = cfg.batch_norm or any(s["kind"] == "batchnorm" for s in specs)
     if uses_bn and cfg.batch_size < 2:
         raise ConfigError("batch norm needs batch_size >= 2")
