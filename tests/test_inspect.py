@@ -83,14 +83,20 @@ def test_evaluate_per_class_and_confusion(setup):
     assert res["accuracy"] == pytest.approx(np.mean(pred == raw.y_test))
     for k in range(10):
         mask = raw.y_test == k
-        want = np.mean(pred[mask] == k) if mask.any() else 0.0
-        assert res["per_class_accuracy"][k] == pytest.approx(want)
+        if not mask.any():  # no test image of class k: no accuracy to report
+            assert res["per_class_accuracy"][k] is None
+            continue
+        assert res["per_class_accuracy"][k] == pytest.approx(np.mean(pred[mask] == k))
     assert fig.stat().st_size > 10_000 and Image.open(fig).format == "PNG"
 
 
 def test_confusion_matrix_by_hand():
     c = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
     assert c.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    from mlplab.train.inspect import per_class_accuracy
+
+    absent = confusion_matrix(np.array([0, 0, 2]), np.array([0, 1, 2]), 3)  # no class 1
+    assert per_class_accuracy(absent) == [0.5, None, 1.0]
 
 
 def test_results_json_holds_the_test_breakdown(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlplab.clitools import data_option, friendly
+from mlplab.clitools import check_outputs, data_option, friendly, quiet_option, writing
 
 _friendly = friendly()
 
@@ -46,6 +46,7 @@ _friendly = friendly()
     default=None,
     help="Also write a gallery of the first 30 misclassified images of the first model (PNG).",
 )
+@quiet_option
 @_friendly
 def evaluate(
     models: tuple[Path, ...],
@@ -55,6 +56,7 @@ def evaluate(
     as_json: bool,
     figure: Path | None,
     gallery: Path | None,
+    quiet: bool,
 ) -> None:
     """Accuracy of one saved model, or of an ensemble of several, on the data (CIFAR-10, an
     image folder read at the model's image size, or an .npz): overall, per class and as a
@@ -62,9 +64,17 @@ def evaluate(
     shape (height, width, channels) and scale."""
     from mlplab.train.inspect import evaluate_saved
 
-    res = evaluate_saved(
-        models, data, part, vote, confusion=figure, gallery=gallery, progress=not as_json
-    )
+    check_outputs({"--confusion": figure, "--misclassified": gallery}, list(models), data)
+    with writing(f"{figure} or {gallery}"):
+        res = evaluate_saved(
+            models,
+            data,
+            part,
+            vote,
+            confusion=figure,
+            gallery=gallery,
+            progress=not (as_json or quiet),
+        )
     if as_json:
         click.echo(json.dumps(res))
         return
@@ -74,7 +84,9 @@ def evaluate(
         click.echo(f"ensemble of {len(models)} ({vote}): {100 * res['accuracy']:.2f} %")
     width = max(len(c) for c in res["classes"])
     for c, a in zip(res["classes"], res["per_class_accuracy"], strict=True):
-        click.echo(f"  {c:<{width}}  {100 * a:6.2f} %")
+        click.echo(
+            f"  {c:<{width}}  " + ("   n/a (no samples)" if a is None else f"{100 * a:6.2f} %")
+        )
     click.echo(f"{part} accuracy: {100 * res['accuracy']:.2f} % on {res['n']} images")
     for f in (figure, gallery):
         if f is not None:
@@ -99,7 +111,9 @@ def weights(model: Path, out: Path, max_units: int) -> None:
     from mlplab.nn.serialize import load_network
     from mlplab.train.inspect import draw_first_layer
 
-    shown, total = draw_first_layer(load_network(model), out, str(model), max_units)
+    check_outputs({"--out": out}, [model])
+    with writing(str(out)):
+        shown, total = draw_first_layer(load_network(model), out, str(model), max_units)
     click.echo(f"wrote {out} ({shown if shown == total else f'{shown} of {total}'} units)")
 
 
@@ -121,8 +135,10 @@ def compare(runs: tuple[Path, ...], out: Path, metric: str) -> None:
     from mlplab.report.plots import plot_runs
     from mlplab.train.inspect import run_histories
 
+    check_outputs({"--out": out}, list(runs))
     histories = run_histories(runs)
-    plot_runs(histories, out, metric)
+    with writing(str(out)):
+        plot_runs(histories, out, metric)
     click.echo(f"wrote {out}")
 
 
@@ -145,6 +161,7 @@ def export(model: Path, fmt: str, out: Path) -> None:
     from mlplab.nn.export import export as run_export
     from mlplab.nn.serialize import load_network
 
+    check_outputs({"--out": out}, [model])
     click.echo(f"wrote {run_export(load_network(model), fmt, out)}")
 
 
@@ -152,11 +169,14 @@ def export(model: Path, fmt: str, out: Path) -> None:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
-    "--top", type=click.IntRange(1), default=3, show_default=True, help="Classes shown per image."
+    "--top",
+    type=click.IntRange(1),
+    default=None,
+    help="Classes shown per image (default: 3, or all of a model with fewer).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per image.")
 @_friendly
-def predict(model: Path, images: tuple[Path, ...], top: int, as_json: bool) -> None:
+def predict(model: Path, images: tuple[Path, ...], top: int | None, as_json: bool) -> None:
     """Classify image files of any size and mode with a saved model of images (MODEL: a run
     directory or its model.npz). Each image is converted to the model's channels (grayscale
     or RGB; 16-bit images scaled to 8 bits); one of another size is cropped around its

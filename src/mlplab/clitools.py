@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,66 @@ def finite(
         return value
 
     return check
+
+
+#: Files of a run directory that a command reads or that the run itself wrote.
+RUN_FILES = ("results.json", "run.json", "experiment.json", "curves.png")
+
+
+def _protected(inputs: list[Path]) -> set[Path]:
+    """The files that the given models or run directories consist of (a model file: its
+    pair and the run files beside it)."""
+    from mlplab.fileio import model_paths
+
+    out: set[Path] = set()
+    for p in inputs:
+        d = p if p.is_dir() else p.parent
+        out |= {(d / n).resolve() for n in RUN_FILES}
+        out |= {f.resolve() for pattern in ("model*.npz", "model*.json") for f in d.glob(pattern)}
+        out |= {f.resolve() for f in (d / "checkpoints").glob("*")}
+        if not p.is_dir():
+            out |= {q.resolve() for q in model_paths(p)} | {p.resolve()}
+    return out
+
+
+def check_outputs(
+    outputs: dict[str, Path | None], inputs: list[Path], data: Path | None = None
+) -> None:
+    """Before any work: every output path (option name -> path) must lie in an existing
+    directory, be a regular file if it exists (never a directory, FIFO or device), be none
+    of the files of the ``inputs`` (models, run directories), lie outside the ``data`` read
+    and differ from the others."""
+    seen: dict[Path, str] = {}
+    protected = _protected(inputs)
+    data_root = data.resolve() if data is not None else None
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise MlplabError(f"{option} {path}: the directory {parent} does not exist")
+        if path.exists() or path.is_symlink():
+            if path.is_dir():
+                raise MlplabError(f"{option} {path} is a directory; give a file name")
+            if not path.is_file():
+                raise MlplabError(f"{option} {path} exists and is not a regular file")
+        real = path.resolve()
+        if data_root is not None and (real == data_root or data_root in real.parents):
+            raise MlplabError(f"{option} {path} lies in the data {data}: not written there")
+        if real in protected:
+            raise MlplabError(f"{option} {path} is a file of the input {inputs[0]}: not replaced")
+        if real in seen:
+            raise MlplabError(f"{option} and {seen[real]} name the same file {path}")
+        seen[real] = option
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """A failed write (full disk, read-only file system) becomes one error line."""
+    try:
+        yield
+    except OSError as e:
+        raise MlplabError(f"cannot write {e.filename or what}: {e.strerror or e}") from None
 
 
 def main_entry(group: click.Group) -> None:

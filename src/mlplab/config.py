@@ -266,12 +266,13 @@ def _coerce(key: str, value: Any, *, from_text: bool) -> Any:
             return float(value)
         if hint == list[int]:
             if from_text:
-                text = str(value).strip().strip("[]")
-                if key == "size" and "x" in text:  # 24x24
-                    text = text.replace("x", ",")
-                out = [int(t) for t in text.replace(" ", "").split(",") if t]
+                text = str(value).strip().strip("[]").replace(" ", "")
+                if key == "size":  # 24,24 or 24x24 or 24 (a square)
+                    text = text.lower().replace("x", ",")
+                parts = text.split(",") if text else []
+                out = [int(t) for t in parts if t or key == "size"]  # size: no empty part
                 return out * 2 if key == "size" and len(out) == 1 else out
-            if not isinstance(value, list) or not all(
+            if not isinstance(value, list | tuple) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value
             ):
                 raise ValueError

@@ -221,6 +221,10 @@ def _strings(a: np.ndarray, name: str, path: Path) -> np.ndarray:
     return a
 
 
+#: More classes than this is a label column that is not class numbers (an id, a timestamp).
+MAX_CLASSES = 100_000
+
+
 def _labels(arrays: dict[str, np.ndarray], path: Path) -> tuple[list[np.ndarray], tuple[str, ...]]:
     """The int64 labels of ``y`` (and ``y_test``) and the class names."""
     names = [n for n in ("y", "y_test") if n in arrays]
@@ -238,8 +242,13 @@ def _labels(arrays: dict[str, np.ndarray], path: Path) -> tuple[list[np.ndarray]
         if len(set(given)) != len(given):
             raise DataError(f"{path}: classes holds the same name twice")
     if kinds == {"int"}:
+        lo, hi = min(int(y.min()) for y in ys), max(int(y.max()) for y in ys)  # Python ints
+        if given is None and hi >= MAX_CLASSES:
+            raise DataError(
+                f"{path}: label {hi}: integer labels are class numbers 0..K-1 with K at most "
+                f"{MAX_CLASSES}; give string labels or renumber them"
+            )
         out = [y.astype(np.int64) for y in ys]
-        lo, hi = min(int(y.min()) for y in out), max(int(y.max()) for y in out)
         k = len(given) if given is not None else hi + 1
         if lo < 0 or hi >= k:
             bad = lo if lo < 0 else hi

@@ -146,7 +146,7 @@ class Noise(Augmentation):
     ablation_name = "noise"
     needs_image = False
     options: ClassVar[dict[str, Option]] = {
-        "noise_std": Real(0.0, 0.0, help="std of additive Gaussian noise"),
+        "noise_std": Real(0.0, 0.0, 100.0, help="std of additive Gaussian noise"),
     }
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:

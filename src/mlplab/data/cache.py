@@ -68,8 +68,8 @@ def cache_key(fmt: str, root: Path, files: Iterable[tuple[str, int, int]]) -> st
     digest = hashlib.sha256()
     header = json.dumps([CACHE_VERSION, fmt, str(Path(root).resolve())])
     digest.update(header.encode())
-    for rel, size, mtime_ns in files:
-        digest.update(f"\n{rel}\0{size}\0{mtime_ns}".encode())
+    for rel, size, mtime_ns in files:  # names that are not UTF-8 keep their own bytes
+        digest.update(f"\n{rel}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

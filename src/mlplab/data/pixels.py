@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 
@@ -113,6 +114,8 @@ def open_image(
     ``MAX_SIDE`` is refused unless ``any_size`` (Pillow's decompression-bomb limit still
     holds). Call inside :func:`quiet_pillow`."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block Image.open
+            raise DataError(f"{path}: not an image file (a directory or a special file)")
         with Image.open(path) as im:
             w, h = im.size
             if size is None and not any_size and max(w, h) > MAX_SIDE:

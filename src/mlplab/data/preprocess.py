@@ -180,7 +180,17 @@ def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Two passes (NumPy's ``mean`` and ``std``), right for any float features; the
     pixels of :func:`make_splits` take the chunked one-pass sums, exact for integers.
     """
-    return x.mean(axis=0, dtype=np.float64), _one_where_zero(x.std(axis=0, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = x.mean(axis=0, dtype=np.float64)
+        std = x.std(axis=0, dtype=np.float64)
+        if not np.isfinite(mean).all():
+            raise DataError("features too large to average (a sum overflows float64): rescale them")
+        bad = ~np.isfinite(std)
+        if bad.any():  # the squares overflow (|x| ~ 1e155): the std of x / its largest deviation
+            dev = np.asarray(x[:, bad], np.float64) - mean[bad]
+            top = np.abs(dev).max(axis=0)
+            std[bad] = (dev / top).std(axis=0) * top
+    return mean, _one_where_zero(std)
 
 
 def _one_where_zero(std: np.ndarray) -> np.ndarray:

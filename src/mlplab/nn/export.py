@@ -1,9 +1,10 @@
 """Taking a trained model elsewhere: ONNX (runs in onnxruntime) and safetensors (loads into
 the ``torch.nn.Sequential`` of the same layers). Both carry the model's standardisation.
 
-* ONNX: input ``pixels`` ``(N, d)`` float32 with the model's ``d`` inputs: raw values
-  (pixels 0..255 of the model's ``image_shape`` in plane order: the whole first channel,
-  row-major, then the next; or flat features on their own scale); the graph standardises
+* ONNX: input ``pixels`` ``(N, d)`` with the model's ``d`` inputs: raw values (float32
+  pixels 0..255 of the model's ``image_shape`` in plane order: the whole first channel,
+  row-major, then the next; or float64 features on their own scale, ``scale`` 1, which
+  float32 could not hold far from 0); the graph standardises
   them (``(x/scale - mean)/std`` with the model's ``scale``, then ``MatMul`` by the ZCA
   matrix ``whiten`` of a whitened model), runs the layers (``MatMul``/``Add``, ``Relu``,
   ``LeakyRelu``, ``Tanh``, GELU (tanh approximation, composed of ``Mul``/``Add``/``Tanh``
@@ -141,11 +142,23 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
         return numpy_helper.from_array(np.asarray(a, np.float32), name)
 
     d = model.network.d_in
-    inits = [arr(1 / (model.scale * model.std), "scale"), arr(-model.mean / model.std, "shift")]
+    # Pixels (0..255) are exact in float32; features (scale 1) may sit far from 0 (1.7e9 has
+    # a float32 step of 128), so they come in as float64 and are standardised in float64.
+    features = model.scale != 255.0
+    raw_type = TensorProto.DOUBLE if features else TensorProto.FLOAT
+    to_raw = (
+        (lambda a, n: numpy_helper.from_array(np.asarray(a, np.float64), n)) if features else arr
+    )
+    inits = [
+        to_raw(1 / (model.scale * model.std), "scale"),
+        to_raw(-model.mean / model.std, "shift"),
+    ]
     nodes = [
         helper.make_node("Mul", ["pixels", "scale"], ["x0"]),
-        helper.make_node("Add", ["x0", "shift"], ["h0"]),
+        helper.make_node("Add", ["x0", "shift"], ["h0" if not features else "h00"]),
     ]
+    if features:
+        nodes.append(helper.make_node("Cast", ["h00"], ["h0"], to=TensorProto.FLOAT))
     h = "h0"
     if model.whiten is not None:
         inits.append(arr(model.whiten, "whiten"))
@@ -191,7 +204,7 @@ def to_onnx(model: SavedModel, opset: int = 17) -> bytes:
     graph = helper.make_graph(
         nodes,
         "mlplab",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", d])],
+        [helper.make_tensor_value_info("pixels", raw_type, ["N", d])],
         [
             helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", k])
             for n in ("logits", "probabilities")

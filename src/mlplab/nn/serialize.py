@@ -14,7 +14,6 @@ readers infer, or the scale is not 255.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -74,6 +73,10 @@ class SavedModel:
         )
 
 
+#: What raw values are divided by before standardising: 8-bit pixels, or features.
+SCALES = (255.0, 1.0)
+
+
 def check_geometry(
     d: int, image_shape: ImageShape | None, scale: float, flip_average: bool
 ) -> None:
@@ -82,12 +85,10 @@ def check_geometry(
         raise ConfigError(
             f"images of {image_shape} have {image_shape.size} values, the network takes {d}"
         )
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float | np.floating)
-        or not (math.isfinite(scale) and scale > 0)
-    ):
-        raise ConfigError(f"scale must be a positive finite number, got {scale!r}")
+    if isinstance(scale, bool) or scale not in SCALES:
+        raise ConfigError(
+            f"scale must be 255 (8-bit pixels) or 1 (features as they are), got {scale!r}"
+        )
     if flip_average and image_shape is None:
         raise ConfigError(f"flip averaging needs images, but the model takes {d} flat features")
 
@@ -175,6 +176,8 @@ def load_network(path: str | os.PathLike) -> SavedModel:
         classes = tuple(str(c) for c in meta["classes"])
     except (KeyError, TypeError, ValueError, MlplabError) as e:
         raise ModelFileError(f"{path}: invalid model description: {e}") from None
+    if len(set(classes)) != len(classes):
+        raise ModelFileError(f"{path}: a class name appears twice in {list(classes)}")
     state = {k[len("net/") :]: v for k, v in arrays.items() if k.startswith("net/")}
     expected = {**net.params(), **net.buffers()}
     for k, ref in expected.items():

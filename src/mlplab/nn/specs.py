@@ -90,7 +90,8 @@ def shorthand(
     dropout when ``drop_prob > 0``."""
     if bn_position not in ("before_relu", "after_relu"):
         raise ConfigError(f"bn_position must be 'before_relu' or 'after_relu', got {bn_position!r}")
-    layer_class(activation)
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     specs: list[dict[str, Any]] = []
     for h in hidden:
         norm = [{"kind": "batchnorm"}] if batch_norm else []

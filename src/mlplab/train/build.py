@@ -99,9 +99,10 @@ def check_components(cfg: Config) -> None:
     for key in cfg.options:
         if key not in used:
             owners = [o for o, c in _owners() if key in c.options]
+            if not owners:
+                raise ConfigError(f"option {key!r} belongs to no registered component")
             raise ConfigError(
-                f"option {key!r} belongs to {', '.join(owners) or 'no component'}, which "
-                "this recipe does not use"
+                f"option {key!r} belongs to {', '.join(owners)}, which this recipe does not use"
             )
     if cfg.init == "normal" and cfg.init_sigma <= 0:
         raise ConfigError("init 'normal' needs init_sigma > 0")

@@ -254,6 +254,8 @@ class MLPClassifier:
         ):  # (5.9,) is not silently 5, nor (True,) 1
             raise ConfigError(f"hidden must be a sequence of integer widths, got {hidden!r}")
         params["hidden"] = [int(h) for h in hidden]
+        if self.layers is not None and not isinstance(self.layers, list | tuple):
+            raise ConfigError(f"layers must be a list of layer specs, got {self.layers!r}")
         params["layers"] = list(self.layers) if self.layers is not None else []
         if self.options is not None and not isinstance(self.options, dict):
             raise ConfigError(f"options must be a dict, got {self.options!r}")

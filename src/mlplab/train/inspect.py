@@ -28,9 +28,11 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(np.asarray(y) * k + np.asarray(pred), minlength=k * k).reshape(k, k)
 
 
-def per_class_accuracy(confusion: np.ndarray) -> list[float]:
-    """Each true class's share of correct predictions, from a confusion matrix (0 if absent)."""
-    return (confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)).tolist()
+def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
+    """Each true class's share of correct predictions, from a confusion matrix (None for a
+    class with no samples: there is nothing to be right or wrong about)."""
+    n = confusion.sum(axis=1)
+    return [None if k == 0 else float(c / k) for c, k in zip(confusion.diagonal(), n, strict=True)]
 
 
 def evaluate_models(
@@ -51,7 +53,7 @@ def evaluate_models(
     for name, m in zip(names, models, strict=True):
         if m.network.d_in != x.shape[1]:
             raise MlplabError(
-                f"{name} takes {m.network.d_in} inputs, the data has {x.shape[1]} per image"
+                f"{name} takes {m.network.d_in} inputs, the data have {x.shape[1]} per row"
             )
         if tuple(m.classes) != tuple(classes):
             raise MlplabError(
@@ -88,7 +90,6 @@ def evaluate_saved(
     into ``gallery`` (PNG files) when given.
 
     The models must share one input (image shape and scale), and the data must have it."""
-    from mlplab.data import load_data
     from mlplab.nn.serialize import load_network
 
     names = [str(m) for m in models]
@@ -102,20 +103,8 @@ def evaluate_saved(
             )
     if gallery is not None:
         _need_images(first, "--misclassified (a gallery of images)")
-    shape = first.image_shape
-    size = None if shape is None else (shape.height, shape.width)
-    raw = load_data(data, size=size, progress=progress)
-    if shape is not None and raw.image_shape is not None and raw.image_shape != shape:
-        raise MlplabError(
-            f"{names[0]} takes {shape} images, but the data ({raw.source}) are "
-            f"{raw.image_shape} images"
-        )
-    if raw.scale != first.scale:
-        raise MlplabError(
-            f"{names[0]} takes values on the scale {first.scale:g} "
-            f"({_scale_words(first.scale)}), but the data ({raw.source}) are on the scale "
-            f"{raw.scale:g}"
-        )
+    raw = _load_for(first, data, progress)
+    _check_input(first, names[0], raw)
     x, y = (raw.x_test, raw.y_test) if part == "test" else (raw.x_train, raw.y_train)
     res = {"part": part, **evaluate_models(loaded, x, y, raw.classes, vote, names)}
     if confusion is not None:
@@ -129,6 +118,48 @@ def evaluate_saved(
         title = f"{names[0]}: misclassified ({part} set)"
         plot_images(images, labels, gallery, title, cols=6, cell=1.7)
     return res
+
+
+def _load_for(model: SavedModel, data: str | os.PathLike | None, progress: bool) -> Any:
+    """The data at the model's image size (flat features, and an ``.npz`` that cannot be
+    resized, as they are: :func:`_check_input` then says what they are)."""
+    from mlplab.data import load_data
+
+    shape = model.image_shape
+    if shape is None:
+        return load_data(data, progress=progress)
+    try:
+        return load_data(data, size=(shape.height, shape.width), progress=progress)
+    except DataError:
+        if data is None or Path(data).suffix != ".npz":
+            raise
+        return load_data(data, progress=progress)
+
+
+def _check_input(model: SavedModel, name: str, raw: Any) -> None:
+    """One clear error when the data are not what ``model`` takes."""
+    have = raw.image_shape
+    shape = model.image_shape
+    if have is None:
+        data_words = f"{raw.x_train.shape[1]} flat features"
+    else:
+        colour = "grayscale" if have.channels == 1 else "RGB"  # read at the model's size
+        data_words = f"{have} images" if shape is None else f"{colour} images"
+    if (shape is None) != (have is None) or (shape is not None and shape != have):
+        raise MlplabError(
+            f"{name} takes {describe_input(model)}, but the data ({raw.source}) are {data_words}"
+        )
+    if shape is None and raw.x_train.shape[1] != model.network.d_in:
+        raise MlplabError(
+            f"{name} takes {describe_input(model)}, but the data ({raw.source}) have "
+            f"{raw.x_train.shape[1]}"
+        )
+    if raw.scale != model.scale:
+        raise MlplabError(
+            f"{name} takes values on the scale {model.scale:g} "
+            f"({_scale_words(model.scale)}), but the data ({raw.source}) are on the scale "
+            f"{raw.scale:g}"
+        )
 
 
 def describe_input(model: SavedModel) -> str:
@@ -192,12 +223,14 @@ def read_image(path: str | os.PathLike, shape: ImageShape = CIFAR10_SHAPE) -> np
 
 
 def predict_files(
-    model: SavedModel, paths: Sequence[str | os.PathLike], top: int = 3
+    model: SavedModel, paths: Sequence[str | os.PathLike], top: int | None = None
 ) -> list[dict[str, Any]]:
     """For each image file: the predicted class, its probability and the ``top`` classes.
 
     Each file is read at the model's image shape (:func:`read_image`); a model of flat
     features cannot classify image files (one :class:`MlplabError`)."""
+    if top is None:  # three, or every class of a model with fewer
+        top = min(3, len(model.classes))
     if not 1 <= top <= len(model.classes):
         raise MlplabError(f"--top must be in 1..{len(model.classes)}, got {top}")
     shape = _need_images(model, "predicting image files")
