@@ -315,7 +315,7 @@ def test_model_description_is_checked_before_allocating(
 def test_model_with_other_input_size(tmp_path, good_data):
     net = Network.build(20, [4], 10, rng=np.random.default_rng(0))
     save_network(tmp_path / "m20", net, np.zeros(20), np.ones(20), tuple("abcdefghij"))
-    _fails(tmp_path, _eval(tmp_path / "m20", good_data), "takes 20 inputs, the data has 3072")
+    _fails(tmp_path, _eval(tmp_path / "m20", good_data), "takes 20 flat features, but the data")
 
 
 def test_model_whose_layer_sizes_do_not_chain(tmp_path, good_data):

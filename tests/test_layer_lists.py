@@ -202,3 +202,15 @@ def test_gradcheck_command_checks_every_activation_and_matches_torch(activation)
     pytest.importorskip("torch")
     autograd = json.loads(CliRunner().invoke(cli, [*args, "--torch"]).output)
     assert autograd["max_rel_error"] < 1e-10
+
+
+def test_an_option_the_recipe_does_not_use_is_refused_where_it_is_written(tmp_path):
+    for sets in ({"momentum": "0.5"}, {"gamma": "5"}, {"epochs": "3"}, {"beta2": "0.9"}):
+        with pytest.raises(ConfigError, match="which this recipe does not use"):
+            load_recipe("assignment2/ex3", sets)  # plain SGD, the cyclic schedule
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('base = "assignment2/ex3"\nmomentum = 0.5\n')
+    with pytest.raises(ConfigError, match="optimizer momentum, optimizer nesterov"):
+        load_recipe(str(recipe))
+    assert load_recipe("assignment2/ex3", {"momentum": "0.5", "optimizer": "nesterov"})
+    assert load_recipe("assignment2/ex3", {"momentum": "0.9"})  # the default: not written

@@ -373,8 +373,14 @@ def load_recipe(name_or_path: str, overrides: dict[str, str] | None = None) -> C
     values.setdefault(
         "name", name_or_path if not name_or_path.endswith(".toml") else Path(name_or_path).stem
     )
-    cfg = Config(**values, options=options)
-    return apply_overrides(cfg, overrides or {})
+    cfg = apply_overrides(Config(**values, options=options), overrides or {})
+    from mlplab.train.build import unused_options  # what the recipe files wrote
+
+    try:
+        unused_options(cfg, values)
+    except ConfigError as e:
+        raise ConfigError(f"recipe {cfg.name or name_or_path}: {e}") from None
+    return cfg
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
@@ -397,7 +403,14 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], *, from_text: bool =
     for k, v in overrides.items():
         if k not in FIELDS or k == "options":
             options[k] = _option(k, v, from_text=from_text)
-    return dataclasses.replace(cfg, **changes, options=options).validate()
+    out = dataclasses.replace(cfg, **changes, options=options).validate()
+    from mlplab.train.build import unused_options  # what the overrides wrote
+
+    try:
+        unused_options(out, changes)
+    except ConfigError as e:
+        raise ConfigError(f"recipe {out.name or '(unnamed)'}: {e}") from None
+    return out
 
 
 def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, str]:

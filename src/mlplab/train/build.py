@@ -33,6 +33,7 @@ from mlplab.optim.schedules import SCHEDULES, Cyclic, Schedule
 from mlplab.options import Option, check_options
 
 _FIELDS = {f.name for f in fields(Config)}
+_DEFAULTS = {f.name: f.default for f in fields(Config)}
 
 
 def _owners() -> list[tuple[str, type]]:
@@ -95,8 +96,19 @@ def check_components(cfg: Config) -> None:
         check = getattr(cls, "check", None)
         if check is not None and not issubclass(cls, Augmentation):
             check(values)
-    used = {name for _, cls in active for name in cls.options}
-    for key in cfg.options:
+    unused_options(cfg, cfg.options)
+
+
+def unused_options(cfg: Config, keys: Any) -> None:
+    """Refuse each of ``keys`` (options a recipe or ``--set`` wrote) that only components
+    ``cfg`` does not use declare: ``--set beta2=0.9`` with SGD, ``momentum = 0.5`` with
+    Adam. (A field left at its default is not counted as written.)"""
+    used = {name for _, cls in _active(cfg) for name in cls.options}
+    for key in keys:
+        if key in _FIELDS and (key == "options" or getattr(cfg, key) == _DEFAULTS.get(key)):
+            continue
+        if key in _FIELDS and not any(key in c.options for _, c in _owners()):
+            continue  # a field of the run itself (lam, hidden, ...)
         if key not in used:
             owners = [o for o, c in _owners() if key in c.options]
             if not owners:
