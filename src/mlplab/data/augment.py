@@ -133,10 +133,11 @@ class Cutout(Augmentation):
         s = self.opts["cutout"]
         img = self.shape.planes(x)  # type: ignore[union-attr]
         n, _, h, w = img.shape
-        cy, cx = rng.integers(0, h, size=n), rng.integers(0, w, size=n)
+        top = np.asarray(rng.integers(0, h, size=n)) - s // 2  # the square's corner
+        left = np.asarray(rng.integers(0, w, size=n)) - s // 2
         for i in range(n):
-            y0, x0 = max(cy[i] - s // 2, 0), max(cx[i] - s // 2, 0)
-            img[i, :, y0 : cy[i] - s // 2 + s, x0 : cx[i] - s // 2 + s] = 0
+            y0, x0 = int(top[i]), int(left[i])
+            img[i, :, max(y0, 0) : y0 + s, max(x0, 0) : x0 + s] = 0
 
 
 class Noise(Augmentation):

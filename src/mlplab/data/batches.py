@@ -248,7 +248,7 @@ def read_binary_batches(directory: str | os.PathLike) -> RawDataset:
     directory = Path(directory)
     files = official_files(directory, ".bin")
     meta_path = directory / "batches.meta.txt"
-    classes = CIFAR10_CLASSES
+    classes: tuple[str, ...] = CIFAR10_CLASSES
     if meta_path.is_file():
         try:
             text = meta_path.read_text(encoding="utf-8")

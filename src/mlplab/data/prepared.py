@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,9 @@ def recipe_splits(
     transient of a run.
     """
     with blas_threads(cfg.threads):
-        sp = make_splits(raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=cfg.dtype)
+        sp = make_splits(
+            raw, cfg.split, rng, n_train=cfg.n_train or None, dtype=np.dtype(cfg.dtype)
+        )
     return whiten_recipe_splits(sp, cfg) if whiten else sp
 
 
@@ -91,11 +94,10 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
         sp = recipe_splits(raw, cfg, rng)
         with atomic_directory(final) as tmp:
             for name in _array_names(cfg):
-                a = getattr(sp, name)
-                atomic_write(tmp / f"{name}.npy", lambda f, a=a: np.save(f, a, allow_pickle=False))
+                _save_npy(tmp / f"{name}.npy", getattr(sp, name))
             meta = {"classes": list(sp.classes), "name": sp.name, "rng": rng.bit_generator.state}
             atomic_write_json(tmp / "meta.json", {"data": data, **geometry, **meta})
-        del sp, a  # one split in memory at a time
+        del sp  # one split in memory at a time
 
 
 def _geometry(meta: dict) -> dict:
@@ -104,6 +106,10 @@ def _geometry(meta: dict) -> dict:
         "image_shape": meta.get("image_shape", CIFAR10_SHAPE.to_list()),
         "scale": float(meta.get("scale", 255.0)),
     }
+
+
+def _save_npy(path: Path, a: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.save(f, a, allow_pickle=False))
 
 
 def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
@@ -128,5 +134,6 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     rng.bit_generator.state = meta["rng"]
     empty = np.empty((0, arrays["x_train"].shape[1]), np.uint8)
     test = {"test_pixels": empty, "y_test": np.empty(0, np.int64)}
-    splits = Splits(**arrays, **test, classes=tuple(meta["classes"]), name=meta["name"], **geometry)
+    fields: dict[str, Any] = {**arrays, **test, **geometry}  # by the field names of Splits
+    splits = Splits(**fields, classes=tuple(meta["classes"]), name=meta["name"])
     return splits, rng

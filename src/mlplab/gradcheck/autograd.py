@@ -14,6 +14,7 @@ import numpy as np
 
 from mlplab.errors import MlplabError
 from mlplab.gradcheck.check import GradcheckReport, analytic_gradients, compare
+from mlplab.nn.layers import BatchNorm, Dense
 from mlplab.nn.network import Network
 
 
@@ -45,14 +46,14 @@ def torch_gradients(
             k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
             for k, v in ly.params.items()
         }
-        if ly.kind == "dense":
+        if isinstance(ly, Dense):
             lin = torch.nn.Linear(*ly.shape, bias="b" in p, dtype=torch.float64)
             lin.weight = torch.nn.Parameter(p["W"].detach().T.clone())
             if "b" in p:
                 lin.bias = torch.nn.Parameter(p["b"].detach().clone())
             modules.append(lin)
             names.append((ly.name, lin, {"W": "weight", "b": "bias"}))
-        elif ly.kind == "batchnorm":
+        elif isinstance(ly, BatchNorm):
             bn = torch.nn.BatchNorm1d(p["gamma"].shape[0], eps=ly.eps, dtype=torch.float64)
             bn.weight = torch.nn.Parameter(p["gamma"].detach().clone())
             bn.bias = torch.nn.Parameter(p["beta"].detach().clone())

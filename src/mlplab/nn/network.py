@@ -174,7 +174,7 @@ class Network:
         for layer in reversed(self.layers):
             assert d is not None
             if layer.scales_itself():
-                d = layer.backward(d, scale)
+                d = layer.backward(d, scale)  # type: ignore[call-arg]  # takes_scale layers
                 continue
             d = layer.backward(d)
             if scale != 1.0:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 from mlplab.fileio import atomic_write_bytes
 
@@ -67,7 +69,7 @@ def plot_curves(
 
 
 def plot_sensitivity(
-    histories: dict[tuple[float, bool], Sequence[dict[str, float]]],
+    histories: Mapping[tuple[float, bool], Sequence[dict[str, float]]],
     sigmas: Sequence[float],
     path: str | os.PathLike,
 ) -> None:
@@ -206,7 +208,7 @@ def plot_confusion(
 
 
 def plot_images(
-    images: Sequence,
+    images: Sequence[Any] | np.ndarray,
     labels: Sequence[str],
     path: str | os.PathLike,
     title: str = "",

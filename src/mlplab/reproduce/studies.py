@@ -40,7 +40,11 @@ def gradcheck(show: Show, results: list[Any], _ctx: Context) -> list[Section]:
         "(float64, h = 1e-5, λ = 0.01, real CIFAR-10 samples); relative error "
         "|a−n| / max(1e-10, |a|+|n|)."
     )
-    blocks = [Text(text), Table(head, table_rows), numbers_from(f"{exp.id}/results.json")]
+    blocks: list[Block] = [
+        Text(text),
+        Table(head, table_rows),
+        numbers_from(f"{exp.id}/results.json"),
+    ]
     return [Section(show.title, blocks, level=3)]
 
 

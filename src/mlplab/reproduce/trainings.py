@@ -87,7 +87,7 @@ def run(show: Show, results: list[Any], _ctx: Context) -> list[Section]:
         res["updates"],
         f"{res['train_seconds']:.1f} s",
     )
-    blocks = [
+    blocks: list[Block] = [
         Text(show.text),
         Table(head, [row]),
         settings_table(res["config"], f"settings of `{exp.recipe}`"),

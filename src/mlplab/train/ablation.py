@@ -89,14 +89,14 @@ def run_ablation(
         }
     ]
     ensemble = "ensemble_test_accuracy" in full
-    free = {  # ingredient -> (the full run's score without it, what that score is)
+    scored = {  # ingredient -> (the full run's score without it, what that score is)
         "snapshot-ensemble": (full["test_accuracy"] if ensemble else None, "final model only"),
         "flip-averaging": (
             full.get("ensemble_test_accuracy_single_view", full.get("test_accuracy_single_view")),
             "single views",
         ),
     }
-    for name, (score, what) in free.items():
+    for name, (score, what) in scored.items():
         if score is not None:
             rows.append(
                 {

@@ -25,18 +25,21 @@ from mlplab.errors import ConfigError
 from mlplab.images import ImageShape
 from mlplab.nn.activations import ACTIVATIONS
 from mlplab.nn.init import INITS
-from mlplab.nn.layers import LAYERS
+from mlplab.nn.layers import LAYERS, Layer
 from mlplab.nn.network import Network
 from mlplab.nn.specs import check_recipe_size, layer_class, normalise, shorthand
 from mlplab.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.optim.schedules import SCHEDULES, Cyclic, Schedule
 from mlplab.options import Option, check_options
 
+#: A class that declares recipe options: an optimiser, a schedule, an augmentation or a layer.
+Component = type[Optimizer] | type[Schedule] | type[Augmentation] | type[Layer]
+
 _FIELDS = {f.name for f in fields(Config)}
 _DEFAULTS = {f.name: f.default for f in fields(Config)}
 
 
-def _owners() -> list[tuple[str, type]]:
+def _owners() -> list[tuple[str, Component]]:
     """``(owner name, class)`` of every registered optimiser, schedule and augmentation."""
     return [
         *((f"optimizer {n}", c) for n, c in OPTIMIZERS.items()),
@@ -54,7 +57,7 @@ def declaration(key: str) -> Option | None:
     return None
 
 
-def _active(cfg: Config) -> list[tuple[str, type]]:
+def _active(cfg: Config) -> list[tuple[str, Component]]:
     """The components this configuration uses (every augmentation: their switches decide)."""
     return [
         (f"optimizer {cfg.optimizer}", OPTIMIZERS[cfg.optimizer]),
@@ -63,7 +66,7 @@ def _active(cfg: Config) -> list[tuple[str, type]]:
     ]
 
 
-def values_for(cfg: Config, cls: type) -> dict[str, Any]:
+def values_for(cfg: Config, cls: Component) -> dict[str, Any]:
     """The values of ``cls``'s options in ``cfg``: its field, else ``cfg.options``, else the
     declared default."""
     out = {}

@@ -154,6 +154,15 @@ class MLPClassifier:
     n_updates_ : int, the updates made.
     """
 
+    # the parameters, stored by __init__ under their own names (for the type checker)
+    hidden: Sequence[int]
+    layers: list[Any] | None
+    options: dict[str, Any] | None
+    image_shape: Sequence[int] | None
+    standardize: bool
+    progress: bool
+    whiten_: np.ndarray | None
+
     def __init__(
         self,
         *,
@@ -330,8 +339,9 @@ class MLPClassifier:
                 f"{self.n_features_in_} features as input"
             )
         Xs = standardize(X, self.mean_, self.std_, np.float64, scale=1.0)
-        if getattr(self, "whiten_", None) is not None:
-            apply_whitening(Xs, self.whiten_)
+        whiten = getattr(self, "whiten_", None)
+        if whiten is not None:
+            apply_whitening(Xs, whiten)
         return Xs.astype(dt, copy=False)
 
     def _encode(self, y: np.ndarray) -> np.ndarray:

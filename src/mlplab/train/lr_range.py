@@ -130,7 +130,7 @@ def run_lr_range(
     """The range test of ``cfg`` on the splits it makes of ``raw`` (``mlplab lr-range``), or
     its result already in ``out_dir`` for the same configuration, data and options (see
     :mod:`.reuse`)."""
-    options = {
+    options: dict[str, Any] = {
         "lr_min": float(lr_min),
         "lr_max": float(lr_max),
         "epochs": float(epochs),

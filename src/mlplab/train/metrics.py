@@ -83,8 +83,9 @@ def snapshot_metrics(
         for snap in snapshots:
             snap_net.set_state(snap)
             single.append(snap_net.predict_proba(X, cfg.eval_batch))
-            if cfg.flip_average:  # as predict_proba(mirror=...), one forward fewer
-                mirrored = snap_net.mirror_proba(X, cfg.eval_batch, _mirror(cfg, splits))
+            mirror = _mirror(cfg, splits)
+            if mirror is not None:  # as predict_proba(mirror=...), one forward fewer
+                mirrored = snap_net.mirror_proba(X, cfg.eval_batch, mirror)
                 probs.append((single[-1] + mirrored) * 0.5)
         probs = probs or single
         out[f"snapshot_{part}_accuracies"] = [_accuracy(p, y) for p in probs]
