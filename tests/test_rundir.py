@@ -36,13 +36,26 @@ def runs(setup, tmp_path_factory):  # noqa: F811
     return d, data, env, ref_b
 
 
+@pytest.fixture(scope="module")
+def ref_a(runs):
+    """Run A trained without interruption."""
+    d, data, env, _ref_b = runs
+    out = d / "ref-a"
+    p = _train(env, d / "a.toml", data, out)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 def _train(env, recipe, data, out, **extra_env):
     args = ["train", "--recipe", str(recipe), "--data", str(data), "--out", str(out)]
     return _mlplab({**env, **extra_env}, *args)
 
 
-def test_new_run_clears_an_old_runs_checkpoints(runs, tmp_path):
-    d, data, env, ref_b = runs
+def test_new_run_sets_an_old_runs_checkpoints_aside(runs, ref_a, tmp_path):
+    """Run B starts where run A was interrupted and is killed before its first checkpoint:
+    A's checkpoints are not B's, and --resume gives A back and finishes it (the start
+    that replaced it never became safe)."""
+    d, data, env, _ref_b = runs
     out = tmp_path / "out"
     p = _train(env, d / "a.toml", data, out, MLPLAB_KILL_AT="update:30")  # leaves ckpt-28
     assert p.returncode == -signal.SIGKILL
@@ -54,9 +67,12 @@ def test_new_run_clears_an_old_runs_checkpoints(runs, tmp_path):
     p = _train(env, d / "b.toml", data, out, MLPLAB_KILL_AT="update:5")  # before B's first
     assert p.returncode == -signal.SIGKILL
     assert not list((out / "checkpoints").iterdir())  # A's checkpoint is not B's
+    assert json.loads((out / ".previous" / "run.json").read_text())["config"]["n_s"] == 100
     p = _mlplab(env, "train", "--resume", str(out))
     assert p.returncode == 0, p.stderr
-    _assert_identical(out, ref_b)
+    assert "stopped before its first checkpoint: the run it replaced is back" in p.stderr
+    assert not (out / ".previous").exists()
+    _assert_identical(out, ref_a)
 
     # a checkpoint of another run planted in the directory is refused, not resumed
     p = _train(env, d / "b.toml", data, tmp_path / "b2", MLPLAB_KILL_AT="update:9")
@@ -258,7 +274,7 @@ def test_checkpoint_with_valid_digests_but_an_object_array_is_not_loaded(runs, t
     _assert_identical(out, ref_b)
 
 
-def test_a_start_that_fails_leaves_out_as_it_was(runs, tmp_path):
+def test_a_start_that_fails_leaves_out_as_it_was(runs, ref_a, tmp_path):
     """An unfinished run A in --out; run B starts there and diverges at once: A's run.json
     and checkpoint are back, byte for byte, and A resumes to the end."""
     d, data, env, _ref = runs
@@ -281,8 +297,6 @@ def test_a_start_that_fails_leaves_out_as_it_was(runs, tmp_path):
     p = _train(env, bad, data, out)
     assert p.returncode == 2 and "non-finite" in p.stderr, p.stderr
     assert files() == before
-    ref_a = tmp_path / "ref-a"
-    assert _train(env, d / "a.toml", data, ref_a).returncode == 0
     assert _mlplab(env, "train", "--resume", str(out)).returncode == 0
     _assert_identical(out, ref_a)
 

@@ -1013,3 +1013,120 @@ def test_full_disk_while_preparing_splits(tmp_path: Path, monkeypatch: pytest.Mo
         echo=lambda s: None,
     )
     assert res.summary["counts"]["coarse"]["complete"] == 2
+
+
+# ------------------------------------------- 7. results before figures; splits of the data
+
+
+def _small_search(tmp_path: Path, raw: Any, spec: SearchSpec, **kw: Any) -> Any:
+    from mlplab.config import parse_set_options
+    from mlplab.search import run_search
+
+    return run_search(
+        "assignment2/search",
+        spec=spec,
+        sets=parse_set_options(TINY[1::2]),
+        out=tmp_path / "o",
+        raw=raw,
+        quiet=True,
+        echo=lambda s: None,
+        **kw,
+    )
+
+
+def test_report_keeps_the_results_when_the_figure_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two parameters and a fine stage; the figure raises (as plot_search once did with
+    StopIteration): search.json, search.csv and search.md are written, an older search.png
+    is removed, and the result says why the figure is missing."""
+    from helpers import synthetic_raw
+
+    import mlplab.report.plots as plots
+
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise StopIteration
+
+    monkeypatch.setattr(plots, "plot_search", broken)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "search.png").write_bytes(b"an older study's figure")
+    params = (Param.make("lam", "log", 1e-5, 1e-1), Param.make("drop_prob", "linear", 0, 0.5))
+    res = _small_search(tmp_path, synthetic_raw(), SearchSpec(params, trials=2, fine_trials=1))
+    assert res.figure_error == "StopIteration: "
+    out = tmp_path / "o"
+    assert not (out / "search.png").exists()
+    summary = json.loads((out / "search.json").read_text())
+    assert summary == json.loads(json.dumps(res.summary))
+    assert summary["counts"]["fine"]["complete"] == 1 and summary["best"] is not None
+    rows = list(csv.DictReader(io.StringIO((out / "search.csv").read_text())))
+    assert len(rows) == 3 and {"lam", "drop_prob"} <= set(rows[0])
+    assert "| rank | stage | trial | lam | drop_prob |" in (out / "search.md").read_text()
+
+
+def test_report_of_two_params_and_a_fine_stage_from_the_command(
+    data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The command of the issue: exit 0 with every result file; the figure drawn, or one
+    warning line saying why not."""
+    out = tmp_path / "two"
+    args = ["--param", "lam=log:1e-5:1e-1", "--param", "drop_prob=linear:0:0.5"]
+    res = run(
+        search_cmd(
+            data_dir, *TINY, *args, "--trials", "2", "--fine-trials", "1", "--out", str(out)
+        ),
+        env,
+    )
+    assert res.returncode == 0, res.stderr
+    for name in ("search.json", "search.csv", "search.md"):
+        assert (out / name).is_file(), name
+    if not (out / "search.png").is_file():
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"warning: {out}/search.png not drawn")
+    assert "Traceback" not in res.stderr
+
+
+def test_restart_with_changed_data_never_trains_on_stale_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search interrupted after preparing its splits; the images change (same source, same
+    sizes); `--restart changed`: the splits are prepared again from the new images."""
+    from helpers import synthetic_raw
+
+    import mlplab.search.runner as runner
+    from mlplab.config import load_recipe, parse_set_options
+    from mlplab.data import prepared
+
+    seen: list[Path] = []
+
+    def interrupted(plan: Any, _workers: int) -> None:
+        seen.append(Path(plan.splits_dir))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_workers", interrupted)
+    spec = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),), trials=2, fine_trials=1)
+    old = synthetic_raw()
+    new = synthetic_raw()
+    new.x_train[:] = 255 - new.x_train  # other pixels, same source and sizes
+    with pytest.raises(KeyboardInterrupt):
+        _small_search(tmp_path, old, spec)
+    with pytest.raises(KeyboardInterrupt):
+        _small_search(tmp_path, new, spec, restart="changed")
+    assert seen[0] != seen[1] and not seen[0].exists()
+    assert [p.name for p in (tmp_path / "o" / "splits").iterdir()] == [seen[1].name]
+    cfg = load_recipe("assignment2/search", parse_set_options(TINY[1::2]))
+    configs = runner.stage_configs(cfg, spec)
+    prepared.prepare_splits(new, configs, tmp_path / "fresh")
+    for c in configs:
+        got, _ = prepared.load_split(seen[1], c)
+        want, _ = prepared.load_split(tmp_path / "fresh", c)
+        np.testing.assert_array_equal(got.x_train, want.x_train)
+        np.testing.assert_array_equal(got.x_val, want.x_val)
+
+
+def test_space_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from mlplab.search.space import load_spec
+
+    fifo = tmp_path / "space.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"is not a regular file \(a FIFO\)"):
+        load_spec("assignment2/search", fifo)  # would block in open() without the check

@@ -194,7 +194,14 @@ def search(
     finally:
         signal.signal(signal.SIGTERM, old)
     print_summary(res.summary)
-    click.echo(f"wrote {res.out}/search.md, search.csv, search.png, search.json")
+    if res.figure_error:
+        click.echo(
+            f"warning: {res.out}/search.png not drawn ({res.figure_error}); the results are "
+            "in search.json, search.csv and search.md",
+            err=True,
+        )
+    png = "" if res.figure_error else " search.png,"
+    click.echo(f"wrote {res.out}/search.md, search.csv,{png} search.json")
     if res.follow_up:
         click.echo(f"train with the best: {res.follow_up}")
 

@@ -76,6 +76,7 @@ def train(
     """
     from mlplab.config import load_recipe, parse_set_options
     from mlplab.train.run import resume_experiment, run_experiment
+    from mlplab.train.rundir import default_out
 
     if resume is not None:
         if recipe or sets or study:
@@ -95,7 +96,7 @@ def train(
             )
         overrides.update(parse_set_options(sets))
         cfg = load_recipe(recipe, overrides)
-        out = out or Path("runs") / cfg.name.replace("/", "-")
+        out = out or default_out(cfg.name)
         res = run_experiment(cfg, out, data_dir=data, progress=not quiet, overwrite=overwrite)
     val = res["val_accuracy"]
     click.echo(

@@ -150,8 +150,12 @@ def _plot(
 
 
 def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
-    """Write ``search.md``, ``search.csv``, ``search.png`` and ``search.json`` into ``out``;
-    return the summary (``search.json``): counts, fine interval, best trial, rows, host."""
+    """Write ``search.json``, ``search.csv``, ``search.md``, then ``search.png`` into ``out``;
+    return the summary (``search.json``): counts, fine interval, best trial, rows, host.
+
+    The figure comes last: if drawing it fails (anything but an ``OSError``), the other
+    files are written, any older ``search.png`` is removed, and the summary returned holds
+    ``figure_error``, one line saying why."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -226,8 +230,15 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
         "",
         [Section("Trials", [*map(Text, text), _table(rows, spec.params)])],
     )
-    atomic_write_bytes(out / "search.md", render_markdown(doc).encode())
-    atomic_write_bytes(out / "search.csv", _csv(rows, spec.params).encode())
-    _plot(summary, rows, spec, fine, out / "search.png")
+    # the results first: a figure that cannot be drawn must not cost the study's table
     atomic_write_json(out / "search.json", summary)
+    atomic_write_bytes(out / "search.csv", _csv(rows, spec.params).encode())
+    atomic_write_bytes(out / "search.md", render_markdown(doc).encode())
+    try:
+        _plot(summary, rows, spec, fine, out / "search.png")
+    except OSError:
+        raise  # a full disk: the caller's one error line
+    except Exception as e:  # a bug in a figure: one line, the results are written
+        (out / "search.png").unlink(missing_ok=True)  # not an older study's figure
+        summary["figure_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
     return summary

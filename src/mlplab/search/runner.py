@@ -10,8 +10,10 @@ splits are prepared once for every worker (see docs/search.md).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -222,6 +224,7 @@ class SearchResult:
     summary: dict[str, Any]
     best_overrides: dict[str, str] | None
     follow_up: str | None
+    figure_error: str | None = None  # search.png could not be drawn: why (the rest is written)
 
 
 def _settings(cfg: Any, spec: SearchSpec) -> dict[str, Any]:
@@ -290,7 +293,9 @@ def run_search(
         try:
             if raw is None:  # before the study: bad data must not cost a --restart its study
                 raw = load_data(data_dir, size=cfg.image_size(), progress=not quiet)
-            settings = {**_settings(cfg, spec), "data": data_fingerprint(raw)}
+            fingerprint = data_fingerprint(raw)
+            settings = {**_settings(cfg, spec), "data": fingerprint}
+            plan.splits_dir = str(_splits_dir(outp / "splits", fingerprint))
             st = open_storage(url, heartbeat=heartbeat, grace=grace)
             held.callback(st.engine.dispose)
             with storage_errors(url):
@@ -313,13 +318,27 @@ def run_search(
             with storage_errors(url):
                 summary = write_report(the_study, spec, outp)
                 if open_stage(the_study.get_trials(deepcopy=False), spec) is None:
-                    shutil.rmtree(plan.splits_dir, ignore_errors=True)
+                    shutil.rmtree(outp / "splits", ignore_errors=True)
         except OSError as e:  # a full disk while preparing the splits or writing the report
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
             raise MlplabError(
                 f"cannot write {e.filename or outp}: {e.strerror or e}; finished trials are "
-                "kept: free space and run the command again"
+                f"kept: {'free space' if full else 'fix that'} and run the command again"
             ) from None
+    figure_error = summary.pop("figure_error", None)
     best = summary["best"]
     over = best["overrides"] if best else None
     cmd = follow_up(spec.final, name, url) if best else None
-    return SearchResult(name, outp, url, summary, over, cmd)
+    return SearchResult(name, outp, url, summary, over, cmd, figure_error)
+
+
+def _splits_dir(root: Path, fingerprint: str) -> Path:
+    """Where the prepared splits of the data with ``fingerprint`` go under ``root``: a
+    directory named by it, so that changed data (same source and sizes, other pixels) is
+    never trained on the splits of the old; the splits of other data there are removed."""
+    key = "data-" + re.sub(r"[^A-Za-z0-9._-]", "-", fingerprint)
+    if root.is_dir():
+        for old in root.iterdir():
+            if old.name != key:
+                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    return root / key

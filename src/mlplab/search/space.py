@@ -16,6 +16,7 @@ import numpy as np
 
 from mlplab.config import _HINTS, FIELDS, Config, beside_recipe, read_toml
 from mlplab.errors import ConfigError
+from mlplab.fileio import read_regular
 
 STAGES, RULES = ("coarse", "fine"), ("smooth", "top-k")
 Value = float | int
@@ -272,6 +273,8 @@ def load_spec(recipe: str, space_file: Path | None = None, **options: Any) -> Se
     """The spec of ``recipe``: the space file ``space_file``, else ``<recipe>.space`` beside the
     recipe, else :data:`DEFAULT_SPACE`; ``options`` as for :func:`build_spec`."""
     path = space_file or beside_recipe(recipe, ".space")
+    if isinstance(path, Path):  # a FIFO or a device would block or never end: refused first
+        read_regular(path, what="search space file", max_bytes=1 << 20, error=ConfigError)
     data = read_toml(path, "search space file") if path else dict(DEFAULT_SPACE)
     if unknown := set(data) - SPACE_KEYS:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")

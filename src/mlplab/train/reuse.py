@@ -31,7 +31,7 @@ from typing import Any
 from mlplab.config import Config
 from mlplab.data import RawDataset
 from mlplab.errors import MlplabError
-from mlplab.fileio import atomic_write_json
+from mlplab.fileio import atomic_write_json, parse_json, read_json, read_regular
 from mlplab.train.rundir import data_fingerprint
 
 #: The record of the experiment in a directory: its kind, key, result file and state.
@@ -134,8 +134,8 @@ def _write_record(directory: Path, record: dict[str, Any]) -> None:
 def _record(directory: Path, key: str) -> dict[str, Any] | None:
     """The record in ``directory`` if it is of the experiment with ``key``."""
     try:
-        record = json.loads((directory / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_json(directory / RECORD, what="experiment record", max_bytes=1 << 20)
+    except MlplabError:  # missing, hostile or not JSON: the experiment runs again
         return None
     return record if isinstance(record, dict) and record.get("key") == key else None
 
@@ -143,9 +143,9 @@ def _record(directory: Path, key: str) -> dict[str, Any] | None:
 def _read(path: Path, sha256: Any) -> Any:
     """The JSON in ``path`` if its bytes have the SHA-256 ``sha256``, else None."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, what="result")
         if hashlib.sha256(data).hexdigest() != sha256:
             return None
-        return json.loads(data)
-    except (OSError, ValueError):
+        return parse_json(data, source=path, what="result", allow_nan=True)  # ours: digest
+    except MlplabError:  # missing, a FIFO, too large, too deep, not JSON: run it again
         return None

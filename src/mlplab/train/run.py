@@ -7,11 +7,10 @@ Writes into the output directory ``results.json``, ``curves.png`` and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
-import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,19 +24,21 @@ from mlplab.config import Config, config_from_dict
 from mlplab.data import RawDataset, Splits, load_data, locate_data
 from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.errors import ConfigError, MlplabError
-from mlplab.fileio import atomic_write_json, prepare_out_dir
+from mlplab.fileio import atomic_write_json, prepare_out_dir, read_json
 from mlplab.machine import blas_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.train.build import build_network, resolved_n_s, total_updates
-from mlplab.train.checkpoint import latest_checkpoint, write_checkpoint
+from mlplab.train.checkpoint import AWAY, check_meta, latest_checkpoint, write_checkpoint
 from mlplab.train.metrics import breakdown_on_test, final_metrics, snapshot_metrics
 from mlplab.train.reuse import Cache, config_hash
 from mlplab.train.rundir import (
     PreviousRun,
     check_layout,
     clear_temporary,
+    default_out,
     owned,
+    recover_start,
     run_identity,
 )
 from mlplab.train.trainer import Trainer
@@ -133,6 +134,13 @@ def _run(
     stop: list[int],
 ) -> dict[str, Any]:
     wall = time.perf_counter()
+    note = recover_start(out)  # a start killed here before: the run it replaced comes back
+    _note(note)
+    if note and not resume and (out / "results.json").exists():  # checked before the put-back
+        raise MlplabError(
+            f"{out} holds a finished run again (put back after a start that was stopped); "
+            "run the command again to replace it (it needs --overwrite)"
+        )
     source_dir: str | None = None
     if raw is None:
         located = locate_data(data_dir, progress=progress)
@@ -169,19 +177,24 @@ def _run(
     splits = whiten_recipe_splits(splits, cfg)  # after the raw pixels are freed (memory)
     check_layout(out)
     previous = None
-    if not resume:  # only now, with everything validated, does the run write anything
-        previous = PreviousRun(out)  # an earlier run's checkpoints are not this run's
-        atomic_write_json(
-            out / "run.json",
-            {"config": cfg.to_dict(), "data_dir": source_dir, "mlplab_version": __version__},
-        )
-    if resume:
-        clear_temporary(ckpt_dir)  # left by a killed write
-        shutil.rmtree(out / ".previous", ignore_errors=True)  # replaced by the run resumed
-        found = latest_checkpoint(ckpt_dir)
-        if found is not None:
-            _load(trainer, found, identity, total, n, ckpt_dir)
     try:
+        if not resume:  # only now, with everything validated, does the run write anything
+            with _writing(out):
+                previous = PreviousRun(out)  # an earlier run's files are not this run's
+                atomic_write_json(
+                    out / "run.json",
+                    {
+                        "config": cfg.to_dict(),
+                        "data_dir": source_dir,
+                        "mlplab_version": __version__,
+                    },
+                )
+            faults.maybe_die("start-run-json", 0)
+        else:
+            clear_temporary(ckpt_dir)  # left by a killed write
+            found = latest_checkpoint(ckpt_dir)
+            if found is not None:
+                _load(trainer, found, identity, total, n, ckpt_dir)
         with blas_threads(cfg.threads):
             trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     except BaseException:
@@ -270,7 +283,7 @@ def train(
 
     cfg = recipe if isinstance(recipe, Config) else load_recipe(recipe)
     cfg = apply_overrides(cfg, dict(overrides or {}), from_text=False)
-    out = out if out is not None else Path("runs") / cfg.name.replace("/", "-")
+    out = out if out is not None else default_out(cfg.name)
     return run_experiment(cfg, out, data_dir=data, progress=progress, overwrite=overwrite)
 
 
@@ -280,22 +293,38 @@ def resume_experiment(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Continue the interrupted run in ``out_dir`` from its newest good checkpoint."""
+    """Continue the interrupted run in ``out_dir`` from its newest good checkpoint.
+
+    A start of another run that was stopped (even by kill -9) before its first checkpoint
+    is undone first (:func:`~mlplab.train.rundir.recover_start`): the run it replaced
+    continues."""
     out = Path(out_dir)
-    run_file = out / "run.json"
-    if not run_file.is_file():
+    if not any(os.path.lexists(out / n) for n in ("run.json", ".previous")):
         raise MlplabError(f"{out} holds no run to resume (no run.json)")
-    if (out / "results.json").is_file():
-        raise MlplabError(f"the run in {out} has already finished (results.json exists)")
-    try:
-        info = json.loads(run_file.read_text(encoding="utf-8"))
-        cfg = config_from_dict(info["config"])
-    except (ValueError, KeyError, TypeError, ConfigError) as e:
-        raise MlplabError(f"{run_file} is damaged: {e}") from None
-    data = data_dir if data_dir is not None else info.get("data_dir")
-    if data is not None and (not isinstance(data, str | os.PathLike) or not str(data)):
-        raise MlplabError(f"{run_file} is damaged: data_dir must be a directory name: {data!r}")
-    return run_experiment(cfg, out, data_dir=data, progress=progress, resume=True)
+    with owned(out), _signals() as stop:
+        _note(recover_start(out))
+        run_file = out / "run.json"
+        if not os.path.lexists(run_file):
+            raise MlplabError(f"{out} holds no run to resume (no run.json)")
+        if os.path.lexists(out / "results.json"):
+            raise MlplabError(f"the run in {out} has already finished (results.json exists)")
+        info = read_json(run_file, what="run description", max_bytes=1 << 20, base=out)
+        try:
+            if not isinstance(info, dict):
+                raise TypeError("not a JSON object")
+            cfg = config_from_dict(info["config"])
+        except (ValueError, KeyError, TypeError, ConfigError) as e:
+            raise MlplabError(f"{run_file} is damaged: {e}") from None
+        data = data_dir if data_dir is not None else info.get("data_dir")
+        if data is not None and (not isinstance(data, str | os.PathLike) or not str(data)):
+            raise MlplabError(f"{run_file} is damaged: data_dir must be a directory name: {data!r}")
+        return _run(cfg, out, data, None, progress, True, stop)
+
+
+def _note(text: str | None) -> None:
+    """A line on stderr about what was found and done in a run directory."""
+    if text:
+        print(f"note: {text}", file=sys.stderr, flush=True)
 
 
 def _load(
@@ -308,6 +337,12 @@ def _load(
 ) -> None:
     """Restore a checkpoint into ``trainer`` if it is this run's and makes sense."""
     meta, arrays = found
+    problem = check_meta(meta, arrays)  # before anything trusts its values
+    if problem is not None:
+        step = meta.get("step") if isinstance(meta.get("step"), int) else "?"
+        raise MlplabError(
+            f"the checkpoint of update {step} in {where} is damaged: {problem}; {AWAY}"
+        )
     if meta.get("run") != identity:
         raise MlplabError(
             f"the checkpoint of update {meta.get('step')} in {where} belongs to another run "
