@@ -136,7 +136,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Save arrays to an uncompressed ``.npz`` atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # (numpy's stub: named arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -244,8 +244,10 @@ def parse_json(
     except UnicodeDecodeError as e:
         raise refuse("encoding", f"is not UTF-8 text (byte {e.start})") from None
     try:
-        strict = {} if allow_nan else {"parse_constant": _no_constant, "parse_float": _finite_float}
-        obj = json.loads(text, **strict)
+        if allow_nan:
+            obj = json.loads(text)
+        else:
+            obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:  # the C parser's own guard, far beyond max_depth
         raise refuse("depth", f"nests deeper than {max_depth} levels") from None
     except _NonFinite as e:

@@ -134,7 +134,7 @@ class Dense(Layer):
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.params["W"].shape  # type: ignore[return-value]
+        return self.params["W"].shape
 
     def forward(
         self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None

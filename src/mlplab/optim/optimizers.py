@@ -173,7 +173,7 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, momentum: float = 0.0, nesterov: bool = False, **kw: Any) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+        super().__init__(**kw)
         if not 0.0 <= momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0:
@@ -254,7 +254,7 @@ class Adam(Optimizer):
     def __init__(
         self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, **kw: Any
     ) -> None:
-        super().__init__(**kw)  # type: ignore[arg-type]
+        super().__init__(**kw)
         for nm, b in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= b < 1.0:
                 raise ConfigError(f"{nm} must be in [0, 1), got {b!r}")

@@ -78,7 +78,9 @@ class Constant(Schedule):
         return float(self.lr)
 
     @classmethod
-    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
         return cls(o["eta"])
 
 
@@ -97,7 +99,9 @@ class StepDecay(Schedule):
     }
 
     @classmethod
-    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
         return cls(o["eta"], o["step_size"], o["gamma"])
 
     def __post_init__(self) -> None:
@@ -119,7 +123,9 @@ class LinearDecay(Schedule):
     options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
 
     @classmethod
-    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
         return cls(o["eta"], max(total, 1))
 
     def __post_init__(self) -> None:
@@ -144,7 +150,9 @@ class Cosine(Schedule):
     options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
 
     @classmethod
-    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
         return cls(o["eta"], max(total, 1))
 
     def __post_init__(self) -> None:
@@ -206,7 +214,9 @@ class Cyclic(Schedule):
         return _bounded(2 * cls.resolved_n_s(o, n_train, batch_size) * o["cycles"], "cycles")
 
     @classmethod
-    def from_options(cls, o, total, n_train, batch_size):  # type: ignore[no-untyped-def]
+    def from_options(
+        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
+    ) -> Schedule:
         return cls(o["eta_min"], o["eta_max"], cls.resolved_n_s(o, n_train, batch_size))
 
     def __post_init__(self) -> None:

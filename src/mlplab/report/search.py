@@ -160,7 +160,9 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
 
     trials = study.get_trials(deepcopy=False)
     rows = collect_rows(trials)
-    space = next((t.user_attrs["space"] for t in trials if t.user_attrs.get(STAGE) == "fine"), [])
+    space: list[dict[str, Any]] = next(
+        (t.user_attrs["space"] for t in trials if t.user_attrs.get(STAGE) == "fine"), []
+    )
     fine = tuple(Param.make(**d) for d in space) or None  # as the fine trials were drawn
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL)
     counts = {

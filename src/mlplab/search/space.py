@@ -304,9 +304,9 @@ def build_spec(
     if unknown := set(fine) - FINE_KEYS:
         raise ConfigError(f"unknown key(s) in [fine]: {', '.join(sorted(unknown))}")
     try:
-        kw = {k: type(v)(fine.get(k, v)) for k, v in (("h", 0.4), ("k", 3), ("pad", 0.0))}
+        h, k, pad = float(fine.get("h", 0.4)), int(fine.get("k", 3)), float(fine.get("pad", 0.0))
         kind = str(fine.get("rule", "smooth"))
-        rule = FineRule.parse(fine_rule) if fine_rule else FineRule(kind, **kw)
+        rule = FineRule.parse(fine_rule) if fine_rule else FineRule(kind, h=h, k=k, pad=pad)
     except (TypeError, ValueError):
         raise ConfigError(f"invalid [fine] settings: {fine!r}") from None
     o = {k: v for k, v in options.items() if v is not None}

@@ -110,7 +110,8 @@ def open_storage(
 ) -> Any:
     """An Optuna ``RDBStorage`` for ``url`` (heartbeat and retry when ``heartbeat`` is given)."""
     reach = f"cannot reach search storage {redact(url)}"
-    path, engine = sqlite_path(url), {"pool_pre_ping": True}
+    path = sqlite_path(url)
+    engine: dict[str, Any] = {"pool_pre_ping": True}
     if path is not None:
         if must_exist and not path.is_file():
             raise MlplabError(f"no search study database {path} (run `mlplab search` first)")

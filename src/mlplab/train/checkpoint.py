@@ -59,7 +59,7 @@ def write_checkpoint(
     d.mkdir(parents=True, exist_ok=True)
     step = int(meta["step"])
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # (numpy's stub: named arrays)
     data = buf.getvalue()
     faults.maybe_die("checkpoint-start", step)
     atomic_write_bytes(d / f"{_name(step)}.npz", data)
@@ -101,7 +101,7 @@ def _complete(d: Path, strict: bool = False) -> list[tuple[int, Path, dict[str, 
             if os.path.lexists(p.with_suffix(".npz")):  # (read, and checked, on load)
                 step = meta.get("step")
                 ok = isinstance(step, int) and not isinstance(step, bool)
-                out.append((step if ok else -1, p, meta))
+                out.append((step if isinstance(step, int) and ok else -1, p, meta))
     return sorted(out, key=lambda x: (x[0], x[1].name), reverse=True)
 
 
@@ -121,7 +121,7 @@ def check_meta(meta: Any, arrays: dict[str, Any] | None = None) -> str | None:
     if not isinstance(meta, dict):
         return "its JSON is not an object"
     step = meta.get("step")
-    if not _is_int(step, 0, MAX_STEP):
+    if not (isinstance(step, int) and _is_int(step, 0, MAX_STEP)):
         return f"'step' must be a whole number of updates, not {step!r}"
     for key in ("seconds", "record_seconds"):
         if (key in meta or key == "seconds") and not _is_number(meta.get(key), 0):
@@ -144,7 +144,7 @@ def check_meta(meta: Any, arrays: dict[str, Any] | None = None) -> str | None:
             return "every 'history' point must map names to numbers"
         if not all(k in point for k in ("step", "lr", "train_cost", "train_accuracy")):
             return "a 'history' point lacks its step, learning rate, cost or accuracy"
-    state = meta.get("rng_state")
+    state: Any = meta.get("rng_state")
     try:
         np.random.PCG64().state = state  # the generator's own checks, on a scratch one
     except (TypeError, ValueError, KeyError, OverflowError):

@@ -98,7 +98,7 @@ def data_fingerprint(raw: RawDataset) -> str:
     for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
         arr = np.ascontiguousarray(a)
         crc = zlib.crc32(f"{arr.shape}{arr.dtype}".encode(), crc)
-        crc = zlib.crc32(memoryview(arr).cast("B"), crc)
+        crc = zlib.crc32(arr.data.cast("B"), crc)
     return f"crc32:{crc:08x}:{len(raw.y_train)}:{len(raw.y_test)}"
 
 
@@ -216,15 +216,15 @@ def _discard(kept: Path) -> None:
 def _journal(kept: Path) -> list[str] | None:
     """The names set aside in ``kept`` (``None``: no journal, an older mlplab's start)."""
     what = "start journal"
-    if not os.path.lexists(kept / "start.json"):
-        names = None
-    else:
+    names: list[str] | None = None
+    if os.path.lexists(kept / "start.json"):
         j = read_json(kept / "start.json", what=what, max_bytes=1 << 20, base=kept)
-        names = j.get("set_aside") if isinstance(j, dict) and j.get("format") == START else 0
-        if not isinstance(names, list) or not all(
-            isinstance(n, str) and _ASIDE.fullmatch(n) for n in names
+        found = j.get("set_aside") if isinstance(j, dict) and j.get("format") == START else 0
+        if not isinstance(found, list) or not all(
+            isinstance(n, str) and _ASIDE.fullmatch(n) for n in found
         ):
             raise MlplabError(f"{what} {kept / 'start.json'} is damaged; look inside {kept}")
+        names = list(found)
     allowed = {"start.json", *(names if names is not None else ("run.json", "checkpoints"))}
     if strangers := sorted(p.name for p in kept.iterdir() if p.name not in allowed):
         raise MlplabError(
@@ -239,7 +239,7 @@ def _put_back(out: Path, kept: Path, names: list[str] | None) -> int:
     how many entries of ``out`` changed."""
     changed = 0
     for name in ("run.json", "checkpoints") if names is not None else ():
-        if name not in names and os.path.lexists(out / name):
+        if name not in (names or ()) and os.path.lexists(out / name):
             _remove(out / name)
             changed += 1
     for i, name in enumerate(names if names is not None else ("run.json", "checkpoints"), 1):
