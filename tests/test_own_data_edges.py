@@ -89,3 +89,12 @@ def test_nonsense_options_get_one_clear_error():
             MLPClassifier(layers=layers).fit(X, y)
     r = CliRunner().invoke(cli, ["gradcheck", "--activation", "dropout"])
     assert r.exit_code == 2 and "activation must be one of relu, gelu" in r.output
+
+
+def test_a_recipe_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "r.toml")
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_recipe(str(tmp_path / "r.toml"))
+    (tmp_path / "big.toml").write_text("# " + "x" * (2 << 20))
+    with pytest.raises(ConfigError, match="over the limit"):
+        load_recipe(str(tmp_path / "big.toml"))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from mlplab.errors import ConfigError
+from mlplab.fileio import read_regular
 
 #: The smallest whitening eps: below it the directions of almost no variance (rounding
 #: noise) would be amplified by more than 1 / sqrt(eps) = 100.
@@ -325,7 +326,11 @@ def read_toml(path: Path | Traversable, what: str, label: str = "") -> dict[str,
     """The table of TOML file ``path`` (a ``what``, named ``label`` in errors: else its path)."""
     label = label or str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if isinstance(path, Path):  # a user's file: regular, at most 1 MiB (never a FIFO)
+            data = read_regular(path, what=what, max_bytes=1 << 20, error=ConfigError)
+            text = data.decode("utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {what} {label}: {e}") from None
     try:
@@ -338,6 +343,8 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
     if _is_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
+            if path.exists():
+                raise ConfigError(f"recipe {path} is not a regular file (a directory or a FIFO)")
             raise ConfigError(f"recipe file not found: {path}")
         return read_toml(path, "recipe"), str(path)
     res = resources.files("mlplab") / "recipes" / f"{name_or_path}.toml"

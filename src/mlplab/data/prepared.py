@@ -11,7 +11,6 @@ shape and scale of the rows (a split written before they were recorded is CIFAR-
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from mlplab.config import Config
 from mlplab.data.batches import RawDataset
 from mlplab.data.preprocess import Splits, make_splits, whiten_splits
 from mlplab.errors import MlplabError
-from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json
+from mlplab.fileio import atomic_directory, atomic_write, atomic_write_json, read_json
 from mlplab.images import CIFAR10_SHAPE, shape_or_none
 from mlplab.machine import blas_threads
 
@@ -86,8 +85,8 @@ def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
     geometry = {"image_shape": _shape_list(raw.image_shape), "scale": raw.scale}
     for cfg in configs:
         final = root / split_key(cfg)
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            old = json.loads((final / "meta.json").read_text())
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, MlplabError):
+            old = read_json(final / "meta.json", what="prepared split", max_bytes=1 << 20)
             if old["data"] == data and _geometry(old) == geometry:
                 continue
         rng = np.random.default_rng(cfg.seed)
@@ -119,7 +118,7 @@ def load_split(root: Path, cfg: Config) -> tuple[Splits, np.random.Generator]:
     d = root / split_key(cfg)
     names = _array_names(cfg)
     try:
-        meta = json.loads((d / "meta.json").read_text())
+        meta = read_json(d / "meta.json", what="prepared split", max_bytes=1 << 20, base=d)
         geometry = _geometry(meta)
         geometry["image_shape"] = shape_or_none(geometry["image_shape"])
         arrays = {

@@ -243,4 +243,5 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
     except Exception as e:  # a bug in a figure: one line, the results are written
         (out / "search.png").unlink(missing_ok=True)  # not an older study's figure
         summary["figure_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        atomic_write_json(out / "search.json", summary)  # the report says why it has no figure
     return summary

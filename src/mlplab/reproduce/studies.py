@@ -108,9 +108,12 @@ def search_blocks(where: str, recipe: str, summary: dict[str, Any]) -> list[Bloc
                 caption=f"{stage} stage: {title}",
             )
         )
-    blocks.append(
-        Figure(f"{where}/search.png", "validation accuracy against the searched parameter(s)")
-    )
+    if summary.get("figure_error"):
+        blocks.append(Text(f"(The figure could not be drawn: {summary['figure_error']}.)"))
+    else:
+        blocks.append(
+            Figure(f"{where}/search.png", "validation accuracy against the searched parameter(s)")
+        )
     blocks.append(
         Text(
             f"Full table: [{where}/search.md]({where}/search.md), numbers from "
