@@ -28,13 +28,15 @@ from mlplab.train.sensitivity import run_sensitivity
 
 
 def quick_overrides(recipe: str) -> dict[str, str]:
-    """--quick's overrides of ``recipe``: :data:`.plan.QUICK`, at most 2 cycles, and
-    ``record_every`` only for a cyclic schedule."""
+    """--quick's overrides of ``recipe``: :data:`.plan.QUICK`, at most 2 cycles; the cyclic
+    schedule's lengths and ``record_every`` only for a cyclic schedule (another schedule has
+    no ``n_s``, and a recipe may not set what it does not use)."""
     over = dict(QUICK)
     base = load_recipe(recipe)
     over["cycles"] = str(min(base.cycles, 2))
     if base.schedule != "cyclic":
-        over.pop("record_every")
+        for key in ("record_every", "n_s", "n_s_k", "cycles"):
+            over.pop(key)
     return over
 
 
