@@ -12,6 +12,7 @@ from mlplab.errors import ConfigError
 from mlplab.train.ablation import run_ablation
 
 
+@pytest.mark.slow
 def test_ablation_rows_and_files(tmp_path):
     cfg = load_recipe(
         "assignment2/ex3",

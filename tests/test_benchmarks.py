@@ -21,6 +21,7 @@ def bench_epoch(monkeypatch):
     return bench_epoch
 
 
+@pytest.mark.slow
 def test_bench_epoch_prints_its_columns_and_writes_json(bench_epoch, tmp_path, monkeypatch, capsys):
     out = tmp_path / "bench.json"
     cases = "3072-50-10,3072-1024-512-10,wide adam,bonus/best"

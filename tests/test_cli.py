@@ -65,6 +65,7 @@ def test_unknown_recipe_is_one_line_error(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_on_real_images(tmp_path, real_data_dir):
     """A short run on a subset of the real CIFAR-10 images must learn (well above 10 %)."""
     out = tmp_path / "run"

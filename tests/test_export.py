@@ -35,6 +35,7 @@ def model(request, tmp_path):
     return tmp_path / "run", raw
 
 
+@pytest.mark.slow
 def test_onnx_agrees_with_mlplab_on_1000_images(model, tmp_path):
     run, raw = model
     out = tmp_path / "m.onnx"
@@ -55,6 +56,7 @@ def test_onnx_agrees_with_mlplab_on_1000_images(model, tmp_path):
     assert json.loads(meta["classes"]) == list(m.classes)
 
 
+@pytest.mark.slow
 def test_safetensors_loads_into_torch_sequential(model, tmp_path):
     run, raw = model
     out = tmp_path / "m.safetensors"

@@ -100,6 +100,7 @@ def test_relative_error_formula():
     np.testing.assert_allclose(r, [1e-6 / (2 + 1e-6), 0.0, 1.0])
 
 
+@pytest.mark.slow
 def test_full_3072_50_10_vectorized_every_parameter():
     rng = np.random.default_rng(3)
     net = Network.build(3072, [50], 10, rng=rng, dtype="float64")

@@ -115,6 +115,7 @@ def test_results_json_holds_the_test_breakdown(tmp_path):
     assert saved["test_confusion"] == res["test_confusion"]
 
 
+@pytest.mark.slow
 def test_weights_gallery_and_compare(setup, tmp_path):
     from helpers import synthetic_raw
 

@@ -33,6 +33,7 @@ def test_suggestion_rule_on_a_hand_made_curve():
     assert (lo, hi) == (pytest.approx(0.2), pytest.approx(0.5))
 
 
+@pytest.mark.slow
 def test_range_test_runs_and_writes_files(tmp_path):
     cfg = load_recipe("assignment2/ex3", {"split": "400/200", "hidden": "16", "batch_size": "20"})
     rng = np.random.default_rng(0)

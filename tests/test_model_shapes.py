@@ -329,6 +329,7 @@ def test_weights_are_pictures_of_the_models_shape(tmp_path):
     assert r.exit_code == 2 and "needs a model of images" in r.stderr
 
 
+@pytest.mark.slow
 def test_weights_of_thousands_of_units_draw_a_hundred(tmp_path, monkeypatch):
     from mlplab.train import inspect
 
@@ -449,6 +450,7 @@ def figures(monkeypatch):
     return drawn
 
 
+@pytest.mark.slow
 def test_names_are_drawn_literally_never_as_mathtext(tmp_path, figures):
     history = [{"step": s, "train_loss": 1 / s, "val_accuracy": s / 10} for s in (1, 2, 3)]
     plots.plot_runs([(name, history) for name in HOSTILE], tmp_path / "runs.png")

@@ -151,6 +151,7 @@ def _fit(cfg: Config, optimizer: Optimizer | None):
         {"optimizer": "adam", "eta_max": 1e-3},
     ],
 )
+@pytest.mark.slow
 def test_training_with_the_fused_update_equals_the_textbook_one(kw):
     """SGD's update comes from the GEMM (``scale = -lr``): equal to rounding; the others
     scale by 1 and run the same operations as the formula: equal bit for bit."""

@@ -44,6 +44,7 @@ def gray_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["assignment2/ex3", "assignment3/3layer-bn", "bonus/best"])
 def test_a_grayscale_folder_trains_with_a_shipped_recipe(gray_folder, tmp_path, recipe):
     out = tmp_path / "run"
@@ -60,6 +61,7 @@ def test_a_grayscale_folder_trains_with_a_shipped_recipe(gray_folder, tmp_path, 
     assert model.classes == CLASSES
 
 
+@pytest.mark.slow
 def test_every_model_tool_follows_the_models_shape(gray_folder, tmp_path):
     out = tmp_path / "run"
     args = ["--data", str(gray_folder), "--set", "split=300/60", "--out", str(out), "-q"]
@@ -89,6 +91,7 @@ def test_every_model_tool_follows_the_models_shape(gray_folder, tmp_path):
     np.testing.assert_allclose(onnx_probs, ours, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_an_npz_of_digits_trains_to_96_percent(tmp_path):
     datasets = pytest.importorskip("sklearn.datasets")
     digits = datasets.load_digits()

@@ -69,6 +69,7 @@ def test_full_size_names_hold_their_meaning():
     assert SPLITS == ("batch", "45k", "49k", "all")
 
 
+@pytest.mark.slow
 def test_seeded_reproducible(raw6k):
     a = make_splits(raw6k, "45k", np.random.default_rng(7))
     b = make_splits(raw6k, "45k", np.random.default_rng(7))

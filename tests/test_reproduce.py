@@ -14,6 +14,9 @@ from click.testing import CliRunner
 
 from mlplab.cli import cli
 
+#: Every test here shares a quick reproduction (half a minute): the full suite only.
+pytestmark = pytest.mark.slow
+
 
 def _reproduce_quick(out: Path, data: Path) -> None:
     args = [

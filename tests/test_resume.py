@@ -122,6 +122,7 @@ def _assert_identical(out: Path, ref: Path):
         assert ra[k] == rb[k]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("recipe", "kill"), [(r, k) for r, ks in KILLS.items() for k in ks])
 def test_kill_then_resume_is_bit_identical(setup, recipe, kill):
     root, data, env, recipes, refs = setup
@@ -143,6 +144,7 @@ def test_kill_then_resume_is_bit_identical(setup, recipe, kill):
     _assert_identical(out, refs[recipe])
 
 
+@pytest.mark.slow
 def test_killed_twice_and_resumed_twice(setup):
     root, data, env, recipes, refs = setup
     out = root / "twice"
@@ -163,6 +165,7 @@ def test_killed_twice_and_resumed_twice(setup):
     _assert_identical(out, refs["stateful"])
 
 
+@pytest.mark.slow
 def test_external_sigkill_at_a_random_moment(setup):
     root, data, env, _recipes, _refs = setup
     out = root / "external"

@@ -81,6 +81,7 @@ def test_training_reused_resumed_and_rerun(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "c" / "results.json").read_text())["config"]["lam"] == 0.02
 
 
+@pytest.mark.slow
 def test_changed_study_reruns_only_what_changed(tmp_path):
     cfg = load_recipe(
         "assignment3/sensitivity",
@@ -107,6 +108,7 @@ def lr_range_experiment():
     return next(e for s in shows for e in s.experiments if e.kind == "lr-range")
 
 
+@pytest.mark.slow
 def test_lr_range_of_the_command_and_of_reproduce_is_one_entry(
     tmp_path, real_data_dir, lr_range_experiment
 ):

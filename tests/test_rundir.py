@@ -51,6 +51,7 @@ def _train(env, recipe, data, out, **extra_env):
     return _mlplab({**env, **extra_env}, *args)
 
 
+@pytest.mark.slow
 def test_new_run_sets_an_old_runs_checkpoints_aside(runs, ref_a, tmp_path):
     """Run B starts where run A was interrupted and is killed before its first checkpoint:
     A's checkpoints are not B's, and --resume gives A back and finishes it (the start
@@ -157,6 +158,7 @@ def test_two_processes_on_one_directory(runs, tmp_path):
         proc.communicate()
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_resume_is_identical(runs, setup, tmp_path):  # noqa: F811
     _root, data, env, _recipes, _refs = setup
     d = runs[0]
@@ -180,6 +182,7 @@ def test_sigterm_checkpoints_and_resume_is_identical(runs, setup, tmp_path):  # 
     assert d.is_dir()
 
 
+@pytest.mark.slow
 def test_full_disk_mid_run_then_resume(runs, tmp_path):
     d, data, env, ref_b = runs
     out = tmp_path / "out"
@@ -206,6 +209,7 @@ def test_full_disk_mid_run_then_resume(runs, tmp_path):
         lambda m: {**m, "format_version": 99},  # not "written by a newer mlplab": edited
     ],
 )
+@pytest.mark.slow
 def test_edited_checkpoint_json_is_not_used(runs, tmp_path, edit):
     """The JSON is covered by the checkpoint's hash: an edited one is ignored (the run then
     resumes from its start) and the run still ends bit-identical."""
@@ -260,6 +264,7 @@ def test_checkpoint_with_valid_digests_but_a_bad_permutation(runs, tmp_path):
     assert p.returncode == 2 and "'perm' is not a permutation" in p.stderr
 
 
+@pytest.mark.slow
 def test_checkpoint_with_valid_digests_but_an_object_array_is_not_loaded(runs, tmp_path):
     import numpy as np
 
@@ -274,6 +279,7 @@ def test_checkpoint_with_valid_digests_but_an_object_array_is_not_loaded(runs, t
     _assert_identical(out, ref_b)
 
 
+@pytest.mark.slow
 def test_a_start_that_fails_leaves_out_as_it_was(runs, ref_a, tmp_path):
     """An unfinished run A in --out; run B starts there and diverges at once: A's run.json
     and checkpoint are back, byte for byte, and A resumes to the end."""
@@ -301,6 +307,7 @@ def test_a_start_that_fails_leaves_out_as_it_was(runs, ref_a, tmp_path):
     _assert_identical(out, ref_a)
 
 
+@pytest.mark.slow
 def test_early_stopping_resumes_bit_identical(runs, tmp_path):
     """The early-stopping state (best score, its step, the stale count) is checkpointed
     without keep_best too: a killed run stops at the same update as an uninterrupted one."""

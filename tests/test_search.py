@@ -300,6 +300,7 @@ def _kill_when(cmd: list[str], env: dict[str, str], db: Path, url: str, study: s
     pytest.fail("could not kill the search during a trial")
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
     TS = optuna.trial.TrialState
     out = tmp_path / "run"
@@ -351,6 +352,7 @@ def test_resume_after_kill_9(data_dir: Path, env: dict[str, str], tmp_path: Path
     assert len(trials_of(url, "kill")) == len(after)
 
 
+@pytest.mark.slow
 def test_killing_the_launcher_stops_its_workers(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -381,6 +383,7 @@ def test_killing_the_launcher_stops_its_workers(
 # --------------------------------------------------------------- 2. parallel on SQLite
 
 
+@pytest.mark.slow
 def test_two_workers_on_sqlite(data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "par"
     cmd = search_cmd(
@@ -452,6 +455,7 @@ def test_postgres_two_machines(data_dir: Path, env: dict[str, str], tmp_path: Pa
 # ------------------------------------------------- 5. best_overrides, train --from-study
 
 
+@pytest.mark.slow
 def test_best_overrides_and_train_from_study(
     data_dir: Path, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -646,6 +650,7 @@ def test_slots_enqueued_twice_train_once(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_stale_trial_failed_by_heartbeat_and_retried_by_optuna(tmp_path: Path) -> None:
     """A RUNNING trial whose heartbeat stopped is failed by Optuna's heartbeat check and
     re-enqueued by its retry callback with the same parameters (and our retry_of)."""
@@ -700,6 +705,7 @@ def test_late_result_of_a_trial_failed_meanwhile_is_discarded(
     check_exactly_once(trials, {"coarse": 2, "fine": 1})
 
 
+@pytest.mark.slow
 def test_workers_1_and_2_same_table_and_train_reproduces_a_trial(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -755,6 +761,7 @@ def test_workers_1_and_2_same_table_and_train_reproduces_a_trial(
         assert got["machine"]["threads"] == 1 and got["machine"]["blas"]
 
 
+@pytest.mark.slow
 def test_names_lock_cap_and_follow_up_command(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -792,6 +799,7 @@ def test_names_lock_cap_and_follow_up_command(
     assert best_overrides("assignment2-search", args[-1])
 
 
+@pytest.mark.slow
 def test_search_with_repeats_and_restart(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -850,6 +858,7 @@ UNREACHABLE = ["--storage", "postgresql://u:secret@127.0.0.1:1/db"]
         ["train", "--recipe", "assignment2/final", "--from-study", "x", *UNREACHABLE],
     ],
 )
+@pytest.mark.slow
 def test_unreachable_storage(
     args: list[str], data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -881,6 +890,7 @@ print(" ".join(map(str, got)))
 """
 
 
+@pytest.mark.slow
 def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]) -> None:
     """Optuna's queue pop is a read then a write; on SQLite (no SELECT FOR UPDATE) two
     processes could both take one trial. Our storage begins immediate transactions: four
@@ -900,6 +910,7 @@ def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]
     assert sorted(popped) == sorted(set(popped)) and len(popped) == 400
 
 
+@pytest.mark.slow
 def test_search_locks_odd_paths_and_data(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -1066,6 +1077,7 @@ def test_report_keeps_the_results_when_the_figure_fails(
     assert "| rank | stage | trial | lam | drop_prob |" in (out / "search.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_of_two_params_and_a_fine_stage_from_the_command(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import synthetic_raw
 
 from mlplab.config import load_recipe
 from mlplab.train.sensitivity import run_sensitivity
 
 
+@pytest.mark.slow
 def test_sensitivity_writes_figure_table_and_reuses_runs(tmp_path):
     cfg = load_recipe(
         "assignment3/sensitivity",

@@ -62,6 +62,7 @@ def _files(out: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", sorted(KILLS))
 def test_kill_at_each_step_of_a_start_then_resume(runs, ref_a, a_killed, tmp_path, kill):  # noqa: F811
     d, data, env, ref_b = runs
@@ -82,6 +83,7 @@ def test_kill_at_each_step_of_a_start_then_resume(runs, ref_a, a_killed, tmp_pat
     assert before  # (A's files were there to lose)
 
 
+@pytest.mark.slow
 def test_killed_twice_while_starting_and_once_while_restoring(runs, ref_a, a_killed, tmp_path):  # noqa: F811
     """Two starts killed one after the other, then a resume killed while it puts A back:
     the next resume still finishes A."""
@@ -96,6 +98,7 @@ def test_killed_twice_while_starting_and_once_while_restoring(runs, ref_a, a_kil
     _assert_identical(out, ref_a)
 
 
+@pytest.mark.slow
 def test_a_new_start_after_a_killed_one_replaces_the_first_run(runs, a_killed, tmp_path):  # noqa: F811
     """B killed while starting, then B started again and finished: B's results, and
     nothing of A or of the killed start is left."""
@@ -147,6 +150,7 @@ def test_finished_run_overwritten_by_a_killed_start_is_kept(runs, ref_a, tmp_pat
     assert _files(out) == before
 
 
+@pytest.mark.slow
 def test_an_older_mlplabs_previous_without_journal_is_put_back(runs, ref_a, a_killed, tmp_path):  # noqa: F811
     _d, _data, env, _ref_b = runs
     out = _copy(a_killed, tmp_path)

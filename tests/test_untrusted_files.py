@@ -368,6 +368,7 @@ EDITS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EDITS))
 def test_hostile_checkpoint_or_run_json_is_one_error_line(runs, b_killed, tmp_path, case):  # noqa: F811
     _d, _data, env, _ref_b = runs

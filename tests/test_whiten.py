@@ -45,6 +45,7 @@ def test_zca_whitens_and_damps_small_directions():
     np.testing.assert_allclose(fit_zca(x, 1e-9) @ cov @ fit_zca(x, 1e-9), np.eye(12), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_zca_of_images_commutes_with_the_trainers_flip():
     x = _correlated(300, 3072)
     w = fit_zca(x, 0.1, mirror=True)
@@ -78,6 +79,7 @@ def test_apply_whitening_in_place_by_chunks():
     np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_splits_whiten_train_val_and_test_alike(tmp_path):
     from mlplab.machine import blas_threads
 
@@ -100,6 +102,7 @@ def test_splits_whiten_train_val_and_test_alike(tmp_path):
     np.testing.assert_array_equal(loaded.x_train, s.x_train)
 
 
+@pytest.mark.slow
 def test_whitening_after_the_raw_pixels_are_freed_gives_the_same_splits():
     """A run builds its splits, frees the raw pixels, then whitens (recipe_splits with
     whiten=False, then whiten_recipe_splits): the same bits as whitening at once."""
@@ -156,6 +159,7 @@ def _run(tmp_path, **sets):
     return raw, run_experiment(cfg, tmp_path / "run", raw=raw, progress=False)
 
 
+@pytest.mark.slow
 def test_run_saves_the_transform_and_scores_as_the_saved_model_predicts(tmp_path):
     from mlplab.train.inspect import evaluate_models
 
@@ -214,6 +218,7 @@ def test_estimator_whitens_as_fitted():
     assert MLPClassifier().fit(x, y).whiten_ is None
 
 
+@pytest.mark.slow
 def test_ablation_scores_flip_averaging_without_training_again(tmp_path):
     from mlplab.train.ablation import run_ablation
 
@@ -286,6 +291,7 @@ def test_old_recipes_keep_their_run_names():
     assert config_hash(load_recipe("assignment2/ex3", {"zca_eps": "1"})) != "3f61b24f0ac7ea4d"
 
 
+@pytest.mark.slow
 def test_estimator_transform_is_fixed_at_fit():
     from mlplab.train.estimator import MLPClassifier
 
@@ -308,6 +314,7 @@ def test_estimator_transform_is_fixed_at_fit():
     assert np.abs(w[np.ix_(perm, perm)] - w).max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opset", [17, 18, 21])
 def test_flip_averaged_onnx_in_every_opset(tmp_path, opset):
     ort = pytest.importorskip("onnxruntime")
