@@ -169,3 +169,48 @@ print("ok", [m for m in sys.modules if m.startswith("sklearn")])
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok ['sklearn']"  # only the blocked entry itself
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("standardize", 1),
+        ("standardize", "no"),
+        ("standardize", None),
+        ("progress", "yes"),
+        ("batch_size", True),
+        ("batch_size", 5.0),
+        ("n_s", 5.0),
+        ("n_s", "5"),
+        ("cycles", np.float64(2.0)),
+        ("lam", "0.1"),
+        ("seed", True),
+        ("flip", 1),
+        ("hidden", (5.9,)),
+        ("hidden", (True,)),
+        ("image_shape", (2, 2, 3.0)),
+        ("image_shape", (np.True_, 2, 3)),
+        ("image_shape", "2,2,3"),
+    ],
+)
+def test_parameters_are_type_checked_strictly(name, value):
+    """A float is not silently an int (5.9 -> 5), nor a bool an int (True -> 1), nor a
+    truthy string a bool (issue 24)."""
+    X = np.random.default_rng(0).random((40, 12))
+    with pytest.raises(ConfigError, match=re.escape(name)):
+        MLPClassifier(**{"n_s": 5, name: value}).fit(X, np.arange(40) % 2)
+
+
+def test_numpy_scalars_work_as_in_a_search_over_arrays():
+    """ParameterGrid over NumPy arrays passes np.True_, np.int64, np.float64."""
+    X, y, Xt, yt = _data(n_train=300)
+    grid = {
+        "batch_norm": np.array([True, False]),
+        "n_s": np.array([20, 30]),
+        "lam": np.array([0.0, 1e-3]),
+        "standardize": np.array([True]),
+    }
+    search = GridSearchCV(MLPClassifier(hidden=[8], batch_size=50), grid, cv=2).fit(X, y)
+    assert search.score(Xt, yt) > 0.8
+    clf = MLPClassifier(hidden=np.array([8]), image_shape=np.array([32, 32, 3]), n_s=20)
+    assert clf.fit(X, y).score(Xt, yt) > 0.8

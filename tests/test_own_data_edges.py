@@ -98,3 +98,23 @@ def test_a_recipe_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path):
     (tmp_path / "big.toml").write_text("# " + "x" * (2 << 20))
     with pytest.raises(ConfigError, match="over the limit"):
         load_recipe(str(tmp_path / "big.toml"))
+
+
+def test_threads_beyond_the_cores_are_refused_when_a_run_starts(tmp_path):
+    from helpers import synthetic_raw
+
+    from mlplab.machine import usable_cores
+    from mlplab.train.run import run_experiment
+
+    cfg = load_recipe("assignment2/ex3", {"threads": str(usable_cores() + 1)})  # loads anywhere
+    with pytest.raises(ConfigError, match=r"threads \(BLAS threads\) must be an integer in 1\.\."):
+        run_experiment(cfg, tmp_path / "r", raw=synthetic_raw(50, 10), progress=False)
+    assert not (tmp_path / "r").exists()  # refused before the directory is made
+
+
+def test_an_npz_with_an_empty_test_part_is_one_error(tmp_path):
+    x = np.random.default_rng(0).random((20, 3))
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x[:0], y_test=y[:0])
+    with pytest.raises(DataError, match="y_test holds no samples"):
+        load_data(tmp_path / "d.npz", progress=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -157,3 +158,71 @@ def test_markdown_keeps_its_structure(tmp_path):
     assert len(table) == 4  # header, rule, two rows: the line break did not add a row
     assert "two lines \\| and a pipe" in md
     assert "![figure" in md and "(run/curves.png)" in md
+
+
+# ------------------------------------------------ report.md itself (issue 24, item 3)
+
+#: Names a user gives runs, classes and data: a pipe, backticks, raw HTML, mathtext, a newline.
+NAMES = ["a|b", "cat`s", "<script>alert(1)</script>", "$x$ and $$y$$", "two\nlines", "``|``"]
+
+
+def _tokens(md: str, html: bool):
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": html}).enable("table")
+    return parser.parse(md)
+
+
+def _hostile_table_doc() -> Document:
+    return Document(
+        f"run {NAMES[2]}",
+        f"banner {NAMES[3]}",
+        [
+            Section(
+                f"classes {NAMES[1]}",
+                [
+                    Text(f"1. {NAMES[2]} {NAMES[3]} **kept** `code` [link](run/results.json)"),
+                    Table(
+                        NAMES,
+                        [NAMES, [f"**{n}**" for n in NAMES], ["`x|y`"] * len(NAMES)],
+                        caption=NAMES[4],
+                    ),
+                ],
+            )
+        ],
+    )
+
+
+def test_report_md_holds_no_raw_html_math_or_broken_table():
+    """Rendered by a renderer that shows raw HTML (as GitHub's does), report.md makes no
+    HTML of user text, every ``$`` is escaped (no math), and every row keeps its cells."""
+    md = render_markdown(_hostile_table_doc())
+    tokens = _tokens(md, html=True)
+    inline = [c for t in tokens if t.type == "inline" for c in t.children or ()]
+    assert not [t for t in tokens if t.type == "html_block"]
+    assert not [c for c in inline if c.type == "html_inline"]
+    assert "<script>" not in md and "\\<script\\>" in md
+    for line in md.splitlines():  # a $ outside a code span is always escaped
+        assert not re.search(r"(?<!\\)\$", re.sub(r"`[^`]*`", "", line)), line
+    rows = [t for t in tokens if t.type == "tr_open"]
+    assert len(rows) == 4
+    cells = [t for t in tokens if t.type in ("th_open", "td_open")]
+    assert len(cells) == 4 * len(NAMES)
+    assert not [t for t in tokens if t.type in ("ordered_list_open", "bullet_list_open")]
+
+
+def test_hostile_names_show_literally_and_markup_still_renders(tmp_path):
+    doc = _hostile_table_doc()
+    _md, page_path = doc.write(tmp_path)
+    page = Elements()
+    page.feed(page_path.read_text(encoding="utf-8"))
+    assert not [t for t, _ in page.tags if t in ("script", "math")]
+    cells = page.text["th"]
+    shown = [c for c in cells if c.strip()]
+    for name in NAMES[:-1]:  # each name is one cell, as typed (its line break a space)
+        assert name.replace("\n", " ") in shown, (name, shown)
+    assert shown[-1] == "|" and "|" in page.text["code"]  # paired backticks are a code span
+    assert "$x$ and $$y$$" in page.text["strong"]  # the bold cell: bold kept, $ literal
+    assert page.text["code"].count("x|y") == len(NAMES)
+    assert any(a["href"] == "run/results.json" for a in page.named("a"))
+    assert "1. <script>alert(1)</script> $x$ and $$y$$" in "".join(page.text["p"])

@@ -9,8 +9,18 @@ from pathlib import Path
 import click
 
 from mlplab.clitools import check_outputs, data_option, friendly, quiet_option, writing
+from mlplab.errors import MlplabError
 
 _friendly = friendly()
+
+
+def _json(obj: object) -> str:
+    """Strict JSON: a number that is not finite is an error, never ``NaN`` in the output
+    (which JSON parsers refuse)."""
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except ValueError:
+        raise MlplabError("a result is not a finite number; no JSON printed") from None
 
 
 @click.command()
@@ -76,7 +86,7 @@ def evaluate(
             progress=not (as_json or quiet),
         )
     if as_json:
-        click.echo(json.dumps(res))
+        click.echo(_json(res))
         return
     for m, a in zip(models, res["model_accuracies"], strict=True):
         click.echo(f"{m}: {100 * a:.2f} %")
@@ -187,7 +197,7 @@ def predict(model: Path, images: tuple[Path, ...], top: int | None, as_json: boo
 
     rows = predict_files(load_network(model), images, top)
     if as_json:
-        click.echo(json.dumps(rows))
+        click.echo(_json(rows))
         return
     for r in rows:
         shown = ", ".join(f"{c} {100 * p:.1f} %" for c, p in r["top"])

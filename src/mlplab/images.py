@@ -37,7 +37,8 @@ class ImageShape:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= MAX_SIDE:
                 raise ConfigError(f"image {name} must be an integer in 1..{MAX_SIDE}, got {v!r}")
-        if self.channels not in CHANNELS or isinstance(self.channels, bool):
+        c = self.channels
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or c not in CHANNELS:
             raise ConfigError(f"images must have 1 or 3 channels, got {self.channels!r}")
 
     @property

@@ -1,5 +1,6 @@
-"""The host a number was measured on, the BLAS thread count a training runs with, and
-processes that share its cores.
+"""The host a number was measured on, the BLAS thread count a training runs with (at most
+the cores this process may use, :func:`check_threads`), processes that share its cores, and
+long NumPy calls that a signal can interrupt (:func:`interruptible`).
 
 A GEMM's rounding depends on how BLAS splits it among threads and on the kernel it picks
 for the CPU, so the thread count is a recorded setting (``threads`` in a recipe), the same
@@ -9,6 +10,7 @@ file says which library, kernel and CPU produced it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import platform
@@ -17,11 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -39,6 +43,69 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def check_threads(n: int, cores: int | None = None) -> int:
+    """``n`` if it is a BLAS thread count this host can run: an integer from 1 to the cores
+    this process may use (``cores``, default :func:`usable_cores`, i.e.
+    ``len(os.sched_getaffinity(0))``); else one :class:`ConfigError`. More threads than
+    cores only wait for each other (``threads = 256`` on 2 cores: 40 updates in 96 s)."""
+    cores = usable_cores() if cores is None else cores
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= cores:
+        raise ConfigError(
+            f"threads (BLAS threads) must be an integer in 1..{cores}, the cores this process "
+            f"may use, got {n!r}"
+        )
+    return int(n)
+
+
+def interruptible(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` run in a helper thread while the main thread waits for it, so that a
+    signal handler runs at once (Ctrl-C's ``KeyboardInterrupt``, a run's
+    ``RunInterrupted``) instead of after one long NumPy call (a 3072 x 3072
+    eigendecomposition takes seconds, and Python runs handlers only between calls). If the
+    wait is interrupted, the helper finishes in the background and its result is dropped
+    (see :func:`_leave_if_busy` for the exit). The BLAS thread count is process-wide, so
+    the numbers are the same bits. Outside the main thread ``fn`` runs directly."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.join: an interrupted join marks the thread stopped
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # handed to the waiting thread
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="mlplab-interruptible", daemon=True).start()
+    try:
+        done.wait()  # a signal handler that raises interrupts this wait
+    except BaseException:
+        _INTERRUPTED.append(done)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+#: The "done" events of :func:`interruptible` helpers whose wait was interrupted.
+_INTERRUPTED: list[threading.Event] = []
+
+
+@atexit.register  # registered when mlplab starts: it runs after the exit hooks added later
+def _leave_if_busy() -> None:
+    """At exit, with an interrupted helper still inside NumPy: leave at once, with exit
+    status 130 (an interrupt) and stdout and stderr flushed. A normal exit would run
+    OpenBLAS's exit handler, which joins and frees the threads and buffers the helper is
+    using: the process hung (2 BLAS threads) or crashed with SIGSEGV (1 thread)."""
+    if not all(done.is_set() for done in _INTERRUPTED):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(130)
 
 
 def run_processes(

@@ -287,6 +287,8 @@ def read_npz(path: str | os.PathLike, *, size: tuple[int, int] | None = None) ->
     for n in ("y", "y_test"):
         if n in arrays and arrays[n].ndim != 1:
             raise DataError(f"{path}: {n} must be one label per sample, found {arrays[n].shape}")
+        if n in arrays and not arrays[n].size:
+            raise DataError(f"{path}: {n} holds no samples (leave x_test and y_test out instead)")
     x, shape = _rows(arrays["x"], "x", path)
     labels, classes = _labels(arrays, path)
     if len(labels[0]) != len(x):

@@ -39,6 +39,7 @@ _CHUNK = 512  # rows per chunk for gathering and statistics
 __all__ = [
     "SPLITS",
     "Splits",
+    "check_range",
     "column_stats",
     "make_splits",
     "parse_split",
@@ -229,15 +230,39 @@ def transform_pixels(
     """Raw rows ``(n, d)`` to network inputs: :func:`standardize` (uint8 pixels in
     ``dtype``; float features in float64, then cast to ``dtype``), then ``@ whiten`` when
     there is one. The splits and saved models compute exactly this (the ONNX graph the
-    same formula in float32)."""
+    same formula in float32). A value that ``dtype`` cannot hold (features of 1e300 in
+    float32) is one :class:`DataError` (:func:`check_range`), without NumPy's warnings."""
     x = np.asarray(x)
-    if x.dtype == np.uint8:
-        out = standardize(x, mean, std, dtype, scale=scale)
-    else:
-        out = standardize(x, mean, std, np.float64, scale=scale).astype(dtype, copy=False)
-    if whiten is not None:
-        apply_whitening(out, whiten)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if x.dtype == np.uint8:
+            out = standardize(x, mean, std, dtype, scale=scale)
+        else:
+            out = standardize(x, mean, std, np.float64, scale=scale).astype(dtype, copy=False)
+        if whiten is not None:
+            apply_whitening(out, whiten)
+    check_range(out, "the data")
     return out
+
+
+def check_range(x: np.ndarray, what: str) -> None:
+    """One :class:`DataError` if the standardised rows ``x`` hold a value that is not a
+    finite number of their dtype (an input far outside the training data's range)."""
+    if not x.size or (np.isfinite(x.min()) and np.isfinite(x.max())):  # no (n, d) temporary
+        return
+    bad = sum(int(np.count_nonzero(~np.isfinite(c).all(axis=1))) for c in _chunks(x))
+    raise _out_of_range(bad, len(x), what, x.dtype)
+
+
+def _out_of_range(bad: int, n: int, what: str, dtype: np.dtype) -> DataError:
+    return DataError(
+        f"inputs out of range: {bad} of {n} rows of {what} hold values that are not finite "
+        f"{dtype} numbers once standardised (far beyond the training data's); rescale them "
+        "as the training data were"
+    )
+
+
+def _chunks(x: np.ndarray):
+    return (x[i : i + _CHUNK] for i in range(0, len(x), _CHUNK))
 
 
 def _standardize_inplace(
@@ -310,6 +335,7 @@ def make_splits(
         x_train, x_val, mean, std = _pixel_splits(raw.x_train, tr, va, dtype)
     else:
         x_train, x_val, mean, std = _feature_splits(raw.x_train, tr, va, dtype)
+        _check_test_range(np.asarray(raw.x_test), mean, std, dtype)
     splits = Splits(
         x_train=x_train,
         y_train=np.asarray(raw.y_train, dtype=np.int64)[tr],
@@ -353,9 +379,26 @@ def _feature_splits(
     mean, std = column_stats(x_train)
     for part in (x_train, _gather(x, va, np.dtype(np.float64))):
         _standardize_inplace(part, mean, std, 1.0)
-        out.append(part.astype(dtype, copy=False))
+        with np.errstate(over="ignore"):
+            out.append(part.astype(dtype, copy=False))
+    check_range(out[1], "the validation split")  # the training rows lie within sqrt(n) of 0
     del x_train
     return out[0], out[1], mean, std
+
+
+def _check_test_range(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: np.dtype) -> None:
+    """Test features that ``dtype`` cannot hold once standardised are refused before
+    training (they are standardised after it, :attr:`Splits.x_test`), by their column
+    extremes: no copy of the test set."""
+    if not len(x):
+        return
+    limit = np.finfo(dtype).max
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = np.maximum(np.abs(x.min(axis=0) - mean), np.abs(x.max(axis=0) - mean)) / std
+        if np.all(far <= limit):  # NaN fails
+            return
+        bad = sum(int(np.count_nonzero(~(abs(c - mean) / std <= limit).all(1))) for c in _chunks(x))
+    raise _out_of_range(bad, len(x), "the test part", dtype)
 
 
 def whiten_splits(splits: Splits, zca_eps: float) -> Splits:

@@ -19,7 +19,9 @@ Translations are only approximately equivariant (the filters of ``W`` are local 
 image border is not), which is fine for an augmentation. Flat features have no mirror.
 
 Sums are accumulated in float64 chunk by chunk; the matrix is returned in float64 and
-stored in a saved model in the network's dtype, the one the run applied.
+stored in a saved model in the network's dtype, the one the run applied. The fit runs in a
+helper thread (:func:`mlplab.machine.interruptible`): its eigendecomposition is one call of
+seconds, and Ctrl-C or SIGTERM must not wait for it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from mlplab.errors import ConfigError
 from mlplab.images import CIFAR10_SHAPE, ImageShape
+from mlplab.machine import interruptible
 
 _CHUNK = 2048
 
@@ -58,20 +61,29 @@ def fit_zca(
     if d > MAX_FEATURES:
         raise ConfigError(f"whitening {d} features needs a {d}x{d} matrix; at most {MAX_FEATURES}")
     perm = _mirror_permutation(mirror, d)
+    return interruptible(_fit, x, eps, perm)
+
+
+def _fit(x: np.ndarray, eps: float, perm: np.ndarray | None) -> np.ndarray:
+    """:func:`fit_zca` of checked arguments (``perm``: the mirror permutation, or None).
+    Overflow is reported as one :class:`ConfigError`, without NumPy's warnings beside it."""
+    n, d = x.shape
     cov = np.zeros((d, d), dtype=np.float64)
-    for i in range(0, n, _CHUNK):
-        c = np.asarray(x[i : i + _CHUNK], dtype=np.float64)
-        cov += c.T @ c
-    cov /= n
-    if perm is not None:
-        cov += cov[np.ix_(perm, perm)]
-        cov /= 2
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, n, _CHUNK):
+            c = np.asarray(x[i : i + _CHUNK], dtype=np.float64)
+            cov += c.T @ c
+        cov /= n
+        if perm is not None:
+            cov += cov[np.ix_(perm, perm)]
+            cov /= 2
     if not np.isfinite(cov).all():
         raise ConfigError("cannot whiten: the training data hold NaN or inf")
     s, u = np.linalg.eigh(cov)
     del cov  # each (d, d) float64 matrix is 75 MB for CIFAR: from here on at most three live
-    w = u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))
-    w = w @ u.T
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        w = u * (1.0 / np.sqrt(np.maximum(s, 0.0) + eps))
+        w = w @ u.T
     del u
     if not np.isfinite(w).all():  # not with a recipe's eps (>= 1e-4); checked anyway
         raise ConfigError(f"the whitening matrix is not finite (eps {eps!r} too small)")

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlplab.data.preprocess import transform_pixels
-from mlplab.errors import ConfigError, MlplabError, ModelFileError
+from mlplab.errors import ConfigError, DataError, MlplabError, ModelFileError
 from mlplab.fileio import load_model_files, save_model
 from mlplab.images import CIFAR10_SHAPE, ImageShape, shape_or_none
 from mlplab.nn.network import Network
@@ -60,10 +60,24 @@ class SavedModel:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Class probabilities ``(n, K)`` of raw rows, as the run scored the test set (the
-        mean over each image and its mirror when the model flip-averages)."""
+        mean over each image and its mirror when the model flip-averages).
+
+        Inputs that the network's dtype cannot hold once standardised (1e300 for a float32
+        model) or that drive its outputs beyond it are one :class:`DataError` ("out of
+        range"), never NaN probabilities; NumPy's overflow warnings are not shown."""
         shape = self.image_shape  # never None with flip_average (checked in __post_init__)
         mirror = shape.flip_permutation() if self.flip_average and shape is not None else None
-        return self.network.predict_proba(self.preprocess(x), batch_size, mirror=mirror)
+        z = self.preprocess(x)  # DataError when a value leaves the dtype's range
+        with np.errstate(over="ignore", invalid="ignore"):
+            p = self.network.predict_proba(z, batch_size, mirror=mirror)
+        bad = int(np.count_nonzero(~np.isfinite(p).all(axis=1)))
+        if bad:
+            raise DataError(
+                f"out of range: the model's outputs are not finite numbers for {bad} of "
+                f"{len(p)} rows (inputs far outside its training data, or weights too large "
+                f"for {np.dtype(self.network.dtype).name}); no probabilities given"
+            )
+        return p
 
     def preprocess(self, x: np.ndarray) -> np.ndarray:
         """The network's inputs for raw ``(n, d)`` rows, in its dtype: the same function,
@@ -194,10 +208,12 @@ def load_network(path: str | os.PathLike) -> SavedModel:
     extra = sorted(set(state) - set(expected))
     if extra:
         raise ModelFileError(f"{path}: unexpected arrays {extra}")
+    _check_values(path, state)
     net.set_state(state)
     d = net.d_in
     try:  # one sample through every layer: the sizes must chain
-        net.forward(np.zeros((1, d), net.dtype))
+        with np.errstate(over="ignore", invalid="ignore"):  # huge weights: predict says so
+            net.forward(np.zeros((1, d), net.dtype))
     except ValueError:
         raise ModelFileError(f"{path}: the layers' sizes do not fit together") from None
     for key in ("preprocess/mean", "preprocess/std"):
@@ -217,6 +233,8 @@ def load_network(path: str | os.PathLike) -> SavedModel:
     for key in _PREPROCESS:  # their dtypes are checked: floats
         if key in arrays and not np.isfinite(arrays[key]).all():
             raise ModelFileError(f"{path}: array {key!r} holds NaN or infinity")
+    if not (arrays["preprocess/std"] > 0).all():  # written with zeros made 1
+        raise ModelFileError(f"{path}: array 'preprocess/std' holds a standard deviation <= 0")
     if len(classes) != net.n_classes:
         raise ModelFileError(f"{path}: {len(classes)} class names for {net.n_classes} outputs")
     flip_average = meta.get("flip_average", False)  # absent in older model files
@@ -227,6 +245,16 @@ def load_network(path: str | os.PathLike) -> SavedModel:
     return SavedModel(
         net, mean, std, classes, meta, whiten, flip_average, image_shape=image_shape, scale=scale
     )
+
+
+def _check_values(path: str | os.PathLike, state: dict[str, np.ndarray]) -> None:
+    """Every weight and running statistic finite, every running variance >= 0: a model that
+    would answer NaN for every input is refused when it is loaded."""
+    for k, v in state.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            raise ModelFileError(f"{path}: array 'net/{k}' holds NaN or infinity")
+        if k.endswith("running_var") and (v < 0).any():
+            raise ModelFileError(f"{path}: array 'net/{k}' holds a negative variance")
 
 
 def _geometry(

@@ -17,11 +17,19 @@ and attribute value itself, percent-encodes link targets and refuses
 ``javascript:``/``data:`` links. What this module still has to do is keep
 user text from changing the Markdown *structure*: line breaks become spaces
 (no new blocks) and pipes in table cells are escaped (no extra columns).
+
+``report.md`` itself is read by other renderers too (GitHub's shows raw HTML and
+``$...$`` as math), so every piece of text is normalised before it is written
+(:func:`safe_inline`): parsed as inline Markdown, then written back with what it meant as
+markup (bold, emphasis, code, links, images) and everything else escaped: ``<script>`` is
+``\\<script\\>`` and ``$x$`` is ``\\$x\\$``. The HTML page renders that same text, so
+both show it literally.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import re
@@ -104,13 +112,73 @@ def md_escape(text: object) -> str:
     return _MD_PUNCT.sub(r"\\\1", _one_line(text))
 
 
-def _cell(text: object) -> str:
-    """A table cell: inline Markdown kept (bold, `code`), but confined to its cell.
+#: Text characters that could start markup somewhere (HTML, math, code, emphasis, links,
+#: entities, headings, strikethrough); ``_`` only where it is not inside a word.
+_TEXT_SPECIAL = re.compile(r"[\\`*\[\]<>&$~#]|(?<![^\W_])_|_(?![^\W_])")
+_BLOCK_START = re.compile(r"^(\d{0,9})([.)](?=\s|$)|[-+=](?=[-=\s]|$))")  # a list, a rule
 
-    An unescaped ``|`` would start a new column and a line break a new row (or
-    end the table); GFM tables treat ``\\|`` as a literal pipe, in code spans too.
-    """
-    return _one_line(text).replace("|", "\\|")
+
+def _text(content: str) -> str:
+    return _TEXT_SPECIAL.sub(lambda m: "\\" + m.group(0), content)
+
+
+def _code(content: str) -> str:
+    """A code span that holds ``content`` exactly, whatever backticks it holds."""
+    fence = "`" * (max(map(len, re.findall("`+", content)), default=0) + 1)
+    pad = " " if content[:1] in ("`", " ") or content[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{content}{pad}{fence}"
+
+
+def _destination(href: str) -> str:
+    if _PLAIN_PATH.fullmatch(href):
+        return href
+    return "<" + re.sub(r"([\\<>])", r"\\\1", _one_line(href)) + ">"
+
+
+def safe_inline(text: object, *, cell: bool = False) -> str:
+    """``text`` (inline Markdown) on one line, with its bold, emphasis, code spans, links
+    and images kept and every other character that a Markdown renderer could read as markup
+    (raw HTML, ``$`` math, entities, a stray backtick or bracket) backslash-escaped; a table
+    ``cell`` also escapes every ``|`` (GFM reads ``\\|`` as a pipe, in code spans too)."""
+    blocks = _markdown_it().parseInline(_one_line(text))
+    out: list[str] = []
+    hrefs: list[str] = []
+    for t in [c for b in blocks for c in b.children or ()]:
+        if t.type == "text":
+            out.append(_text(t.content))
+        elif t.type == "code_inline":
+            out.append(_code(t.content))
+        elif t.type in ("strong_open", "strong_close"):
+            out.append("**")
+        elif t.type in ("em_open", "em_close"):
+            out.append("*")
+        elif t.type == "link_open":
+            hrefs.append(str(t.attrGet("href") or ""))
+            out.append("[")
+        elif t.type == "link_close":
+            out.append(f"]({_destination(hrefs.pop())})")
+        elif t.type == "image":
+            src = _destination(str(t.attrGet("src") or ""))
+            out.append(f"![{_text(t.content)}]({src})")
+        elif t.type in ("softbreak", "hardbreak"):
+            out.append(" ")
+        else:  # anything else is shown as its text
+            out.append(_text(t.content))
+    line = "".join(out)
+    return line.replace("|", "\\|") if cell else line
+
+
+def _paragraph(text: object) -> str:
+    """:func:`safe_inline` for text at the start of a line: it cannot open a list or a
+    heading either."""
+    line = safe_inline(text).lstrip()
+    return _BLOCK_START.sub(r"\1\\\2", line, count=1)
+
+
+def _cell(text: object) -> str:
+    """A table cell: inline Markdown kept (bold, `code`, links), confined to its cell and
+    without raw HTML or math (:func:`safe_inline`)."""
+    return safe_inline(text, cell=True)
 
 
 def _image(caption: str, path: str) -> str:
@@ -131,28 +199,29 @@ def markdown_table(table: Table) -> str:
 
 def render_markdown(doc: Document) -> str:
     """The Markdown text of ``doc`` (``report.md``; also the source of the HTML page)."""
-    lines = [f"# {_one_line(doc.title)}", ""]
+    lines = [f"# {safe_inline(doc.title)}", ""]
     if doc.banner:
-        lines += [f"> **{_one_line(doc.banner)}**", ""]
+        lines += [f"> **{safe_inline(doc.banner)}**", ""]
     for s in doc.sections:
-        lines += [f"{'#' * s.level} {_one_line(s.title)}", ""]
+        lines += [f"{'#' * s.level} {safe_inline(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, Text):
-                lines += [_one_line(b.text), ""]
+                lines += [_paragraph(b.text), ""]
             elif isinstance(b, Table):
                 if b.caption:
-                    lines += [f"*{_one_line(b.caption)}*", ""]
+                    lines += [f"*{safe_inline(b.caption)}*", ""]
                 lines += [markdown_table(b), ""]
             else:
                 lines += [_image(b.caption, b.path), ""]
                 if b.caption:
-                    lines += [f"*{_one_line(b.caption)}*", ""]
+                    lines += [f"*{safe_inline(b.caption)}*", ""]
     return "\n".join(lines)
 
 
 # -- HTML -----------------------------------------------------------------------------------
 
 
+@functools.cache
 def _markdown_it() -> MarkdownIt:
     """CommonMark plus GFM tables, with raw HTML off: every ``<`` in the source is text."""
     return MarkdownIt("commonmark", {"html": False}).enable("table")

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.report.document import Figure, Section, Table, Text
+from mlplab.report.document import Figure, Section, Table, Text, md_escape
 from mlplab.reproduce.plan import REFERENCE, Show
 from mlplab.reproduce.runners import Context
 
@@ -113,7 +113,11 @@ def final(show: Show, results: list[Any], ctx: Context) -> list[Section]:
         plot_confusion(first["test_confusion"], ctx.raw.classes, ctx.out / fig)
         per = [pct(a) for a in first["test_per_class_accuracy"]]
         blocks = [
-            Table(ctx.raw.classes, [per], caption=f"per-class test accuracy, seed {seed0}"),
+            Table(
+                [md_escape(c) for c in ctx.raw.classes],  # names, never Markdown
+                [per],
+                caption=f"per-class test accuracy, seed {seed0}",
+            ),
             Figure(fig, f"confusion matrix of seed {seed0} (rows true class, columns predicted)"),
         ]
     chosen = ", ".join(f"{k} = {v}" for k, v in out["best"].items())

@@ -30,7 +30,7 @@ from mlplab.config import Config, apply_overrides, load_recipe
 from mlplab.data import RawDataset, load_data, parse_split, prepared
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import prepare_out_dir
-from mlplab.machine import run_processes, usable_cores
+from mlplab.machine import check_threads, run_processes, usable_cores
 from mlplab.report.search import write_report
 from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params, load_spec
 from mlplab.search.storage import (
@@ -275,6 +275,7 @@ def run_search(
         raise MlplabError(f"restart must be never, changed or always, not {restart!r}")
     sets = dict(sets or {})
     cfg = load_recipe(recipe, sets)
+    check_threads(cfg.threads)  # every trial trains with the recipe's BLAS threads
     spec = spec or load_spec(recipe)
     _check(cfg, spec)
     name = check_study_name(study) if study is not None else default_study_name(cfg.name)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data.preprocess import column_stats, standardize
+from mlplab.data.preprocess import check_range, column_stats, standardize
 from mlplab.data.whiten import apply_whitening, fit_zca
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, DataError
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
 from mlplab.train.build import build_network, image_needs
@@ -250,9 +250,11 @@ class MLPClassifier:
 
     def _config(self, n_samples: int) -> Config:
         """The validated training configuration (raises :class:`ConfigError`)."""
-        params = self.get_params()
-        for name in ("standardize", "progress", "image_shape"):
-            del params[name]
+        params = {k: _plain(v) for k, v in self.get_params().items()}
+        for name in ("standardize", "progress"):
+            if not isinstance(params.pop(name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        del params["image_shape"]
         if params["batch_size"] is None:
             params["batch_size"] = min(DEFAULT_BATCH_SIZE, n_samples)
         hidden = self.hidden
@@ -275,7 +277,14 @@ class MLPClassifier:
         """The geometry of the rows: ``image_shape``, CIFAR-10's for 3072 features, or None."""
         if self.image_shape is None:
             return CIFAR10_SHAPE if d == CIFAR10_SHAPE.size else None
-        shape = ImageShape.parse(self.image_shape, "image_shape")
+        value = self.image_shape
+        if (
+            not isinstance(value, list | tuple | np.ndarray)
+            or len(value) != 3
+            or not all(type(_plain(v)) is int for v in value)
+        ):  # (2, 2, 3.0) is not silently 3 channels
+            raise ConfigError(f"image_shape must be 3 integers (height, width, channels): {value}")
+        shape = ImageShape.parse(tuple(int(v) for v in value), "image_shape")
         if shape.size != d:
             raise ConfigError(f"image_shape {shape} has {shape.size} values per row, X has {d}")
         return shape
@@ -338,11 +347,17 @@ class MLPClassifier:
                 f"X has {X.shape[1]} features, but MLPClassifier is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        Xs = standardize(X, self.mean_, self.std_, np.float64, scale=1.0)
-        whiten = getattr(self, "whiten_", None)
-        if whiten is not None:
-            apply_whitening(Xs, whiten)
-        return Xs.astype(dt, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, without warnings
+            Xs = standardize(X, self.mean_, self.std_, np.float64, scale=1.0)
+            whiten = getattr(self, "whiten_", None)
+            if whiten is not None:
+                apply_whitening(Xs, whiten)
+            Xs = Xs.astype(dt, copy=False)
+        try:
+            check_range(Xs, "X")
+        except DataError as e:
+            raise InvalidInput(str(e)) from None
+        return Xs
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
@@ -356,7 +371,15 @@ class MLPClassifier:
         if not hasattr(self, "network_"):
             raise NotFittedError("this MLPClassifier is not fitted yet; call fit(X, y) first")
         Xs = self._standardized(_features(X), self.network_.dtype)
-        return self.network_.predict_proba(Xs, mirror=self.mirror_)
+        with np.errstate(over="ignore", invalid="ignore"):
+            p = self.network_.predict_proba(Xs, mirror=self.mirror_)
+        bad = int(np.count_nonzero(~np.isfinite(p).all(axis=1)))
+        if bad:  # never NaN probabilities (and class 0) without a word
+            raise InvalidInput(
+                f"out of range: the network's outputs are not finite numbers for {bad} of "
+                f"{len(p)} rows of X (values far outside those it was fitted on)"
+            )
+        return p
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels ``(n,)``."""
@@ -365,6 +388,12 @@ class MLPClassifier:
     def score(self, X: Any, y: Any) -> float:
         """Mean accuracy on ``(X, y)``."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (``np.True_`` -> ``True``, as a
+    scikit-learn search over an array of values passes them); anything else unchanged."""
+    return value.item() if isinstance(value, np.bool_ | np.integer | np.floating) else value
 
 
 def _features(X: Any) -> np.ndarray:

@@ -9,7 +9,6 @@ preprocessing is applied.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import DataError, MlplabError
+from mlplab.fileio import parse_json, read_regular
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.serialize import SavedModel
 from mlplab.train.ensemble import combine
@@ -49,6 +49,8 @@ def evaluate_models(
     order) and ``confusion`` (rows: true class, columns: predicted), as plain lists.
     """
     names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
+    if len(y) == 0:  # an accuracy of nothing is not a number
+        raise MlplabError("the data hold no samples to evaluate")
     probs = []
     for name, m in zip(names, models, strict=True):
         if m.network.d_in != x.shape[1]:
@@ -182,21 +184,73 @@ def _need_images(model: SavedModel, what: str) -> ImageShape:
     return model.image_shape
 
 
+#: The longest run name a legend shows (a results.json may hold any string).
+MAX_NAME = 120
+
+
 def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """``(name, history)`` of each run directory (or its ``results.json``)."""
+    """``(name, history)`` of each run directory (or its ``results.json``).
+
+    Each file is read as untrusted (:func:`mlplab.fileio.read_regular`: a regular file only,
+    so a FIFO or a link to ``/dev/zero`` is refused at once; at most 64 MiB; at most 64
+    levels of nesting) and its schema checked before use: an object whose ``history`` is a
+    list of objects, each with a number ``step`` and numbers (or ``null``) as its other
+    values; ``name`` a string, ``config.record_train_samples`` a whole number. ``NaN`` is
+    let through (mlplab writes it for an undefined value; a curve shows a gap). Anything
+    else is one :class:`MlplabError` naming the file."""
     out = []
     for run in runs:
         path = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
+        data = read_regular(path, what="results file")
+        res = parse_json(data, source=path, what="results file", allow_nan=True)
         try:
-            res = json.loads(path.read_text(encoding="utf-8"))
-            name = res.get("name") or str(run)
-            subset = (res.get("config") or {}).get("record_train_samples")
-            if subset:  # its train curves are those of a subset: say so in the legend
-                name += f" (train curves: first {subset:,} samples)"
-            out.append((name, list(res["history"])))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            name, history = _run_history(res, str(run))
+        except (ValueError, TypeError) as e:
             raise MlplabError(f"{path}: not the results.json of a run ({e})") from None
+        out.append((name, history))
     return out
+
+
+def _run_history(res: Any, default: str) -> tuple[str, list[dict[str, Any]]]:
+    """The legend name and the checked history of the parsed results ``res``."""
+    if not isinstance(res, dict):
+        kind = "null" if res is None else "list" if isinstance(res, list) else "value"
+        raise TypeError(f"a JSON {kind}, not an object")
+    name = res.get("name")
+    if name is not None and not isinstance(name, str):
+        raise TypeError("'name' is not a string")
+    name = name or default
+    config = res.get("config") or {}
+    if not isinstance(config, dict):
+        raise TypeError("'config' is not an object")
+    subset = config.get("record_train_samples")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int)):
+        raise TypeError(f"'config.record_train_samples' is not a whole number: {subset!r}")
+    name = _short(name)
+    if subset:  # its train curves are those of a subset: say so in the legend
+        name += f" (train curves: first {_short(f'{subset:,}')} samples)"
+    if "history" not in res:
+        raise ValueError("no 'history'")
+    history = res["history"]
+    if not isinstance(history, list):
+        raise TypeError("'history' is not a list")
+    for i, point in enumerate(history):
+        if not isinstance(point, dict):
+            raise TypeError(f"history point {i} is not an object")
+        if "step" not in point or _not_number(point["step"]):
+            raise ValueError(f"history point {i} has no number 'step'")
+        bad = next((k for k, v in point.items() if v is not None and _not_number(v)), None)
+        if bad is not None:
+            raise TypeError(f"history point {i}: {_short(bad)!r} is not a number")
+    return name, history
+
+
+def _not_number(v: Any) -> bool:
+    return isinstance(v, bool) or not isinstance(v, int | float)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
 def read_image(path: str | os.PathLike, shape: ImageShape = CIFAR10_SHAPE) -> np.ndarray:

@@ -25,7 +25,7 @@ from mlplab.data import RawDataset, Splits, load_data, locate_data
 from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir, read_json
-from mlplab.machine import blas_threads, machine_facts
+from mlplab.machine import blas_threads, check_threads, machine_facts
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.train.build import build_network, resolved_n_s, total_updates
@@ -82,6 +82,7 @@ def run_experiment(
     :func:`resume_experiment`); the continued run ends bit-identical to an
     uninterrupted one.
     """
+    check_threads(cfg.threads)  # recipes load on any host; a run needs the cores it names
     out = Path(out_dir) if resume else prepare_out_dir(out_dir, overwrite=overwrite)
     with owned(out), _signals() as stop:
         return _run(cfg, out, data_dir, raw, progress, resume, stop)
@@ -101,27 +102,59 @@ def _writing(out: Path) -> Iterator[None]:
 
 
 class RunInterrupted(MlplabError):
-    """SIGINT or SIGTERM during a run: a checkpoint of the current update was written."""
+    """SIGINT or SIGTERM during a run: in the training loop, a checkpoint of the current
+    update was written; in any other phase (data loading, whitening, the final evaluation,
+    the figures) the run stopped at once, its last checkpoint kept."""
 
     exit_code = 130
 
 
+class _Stop(list[int]):
+    """The signals received under :func:`_signals` (truthy once one came). While ``message``
+    is set (:meth:`phase`: data loading, whitening, the final evaluation and files), a signal
+    raises :class:`RunInterrupted` at once from the handler (whitening's eigendecomposition
+    runs in a helper thread, :func:`mlplab.machine.interruptible`, so the handler runs within
+    a fraction of a second); while it is None (the start's writes, the training loop) it is
+    only recorded, and the loop stops at its next update with a checkpoint."""
+
+    message: str | None = None
+
+    def phase(self, message: str | None) -> None:
+        """Enter a phase that a signal stops at once (``message``) or that it does not (None);
+        a signal received before stops the first kind now."""
+        self.message = message
+        if message is not None and self:
+            raise RunInterrupted(message)
+
+    def handle(self, signum: int, _frame: object) -> None:
+        self.append(signum)
+        if self.message is not None:
+            raise RunInterrupted(self.message)
+
+
 @contextlib.contextmanager
-def _signals() -> Iterator[list[int]]:
-    """Catch SIGINT and SIGTERM while the block runs (main thread only): the signal numbers
-    land in the yielded list, and the training loop stops at the next update."""
-    got: list[int] = []
+def _signals() -> Iterator[_Stop]:
+    """Catch SIGINT and SIGTERM while the block runs (main thread only), into the yielded
+    :class:`_Stop`."""
+    got = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield got
         return
-    old = {
-        s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)
-    }
+    old = {s: signal.signal(s, got.handle) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield got
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def _interrupted(what: str, resume: Path | None) -> str:
+    """The message of an interrupt outside the training loop (``resume``: the run directory
+    to resume, or None when nothing was written)."""
+    then = "nothing was written; run the same command again"
+    if resume is not None:
+        then = f"continue with: mlplab train --resume {shlex.quote(str(resume))}"
+    return f"interrupted {what}; {then}"
 
 
 def _run(
@@ -131,7 +164,7 @@ def _run(
     raw: RawDataset | None,
     progress: bool,
     resume: bool,
-    stop: list[int],
+    stop: _Stop,
 ) -> dict[str, Any]:
     wall = time.perf_counter()
     note = recover_start(out)  # a start killed here before: the run it replaced comes back
@@ -141,6 +174,7 @@ def _run(
             f"{out} holds a finished run again (put back after a start that was stopped); "
             "run the command again to replace it (it needs --overwrite)"
         )
+    stop.phase(_interrupted("while loading the data", out if resume else None))  # at once
     source_dir: str | None = None
     if raw is None:
         located = locate_data(data_dir, progress=progress)
@@ -174,7 +208,9 @@ def _run(
         net, cfg, rng, progress=progress, on_step=checkpoint, image_shape=splits.image_shape
     )
     trainer.check_data(splits.x_train)  # before the whitening, the slow part of the setup
+    stop.phase(_interrupted("while whitening the data", out if resume else None))
     splits = whiten_recipe_splits(splits, cfg)  # after the raw pixels are freed (memory)
+    stop.phase(None)  # the start's writes, and the loop: stopped at an update, with a checkpoint
     check_layout(out)
     previous = None
     try:
@@ -201,6 +237,8 @@ def _run(
         if previous is not None:
             previous.restore()  # failed before its first checkpoint: --out as it was
         raise
+    done = f"after update {trainer.step} of {total}, before the results were written"
+    stop.phase(_interrupted(done + " (the last checkpoint is kept)", out))
     with blas_threads(cfg.threads):
         metrics = {**final_metrics(net, cfg, splits), **breakdown_on_test(net, cfg, splits)}
         ensemble = (
@@ -245,6 +283,7 @@ def _run(
             ),
         )
         atomic_write_json(out / "results.json", results)
+    stop.phase(None)  # finished: a signal now changes nothing
     return results
 
 
