@@ -103,6 +103,7 @@ def _interrupt(proc, sig=signal.SIGTERM, settle=0.3):
     return err, time.perf_counter() - sent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGTERM, signal.SIGINT])
 def test_whitening_stops_within_a_second(data, tmp_path, sig):
     """The eigendecomposition (seconds in one LAPACK call) runs in a helper thread: the
@@ -130,6 +131,7 @@ def test_data_loading_stops_at_once(data, tmp_path):
     assert took < PROMPT, took
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["evaluation", "figures"])
 def test_final_phase_stops_at_once_and_resumes(data, tmp_path, phase):
     """After training: stopped at once, the last checkpoint kept; ``--resume`` finishes."""

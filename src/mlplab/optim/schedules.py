@@ -113,20 +113,25 @@ class StepDecay(Schedule):
         return float(self.lr * self.gamma ** (step // self.step_size))
 
 
-@dataclass(frozen=True)
-class LinearDecay(Schedule):
-    """Linear from ``lr`` at step 0 to ``lr_end`` at ``total_steps``, constant after."""
+class _OverTheRun(Schedule):
+    """A schedule from ``eta`` over the whole run of ``epochs`` epochs (its ``total_steps``)."""
 
-    lr: float
-    total_steps: int
-    lr_end: float = 0.0
     options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
 
     @classmethod
     def from_options(
         cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
     ) -> Schedule:
-        return cls(o["eta"], max(total, 1))
+        return cls(o["eta"], max(total, 1))  # type: ignore[call-arg]  # (lr, total_steps)
+
+
+@dataclass(frozen=True)
+class LinearDecay(_OverTheRun):
+    """Linear from ``lr`` at step 0 to ``lr_end`` at ``total_steps``, constant after."""
+
+    lr: float
+    total_steps: int
+    lr_end: float = 0.0
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
@@ -140,20 +145,13 @@ class LinearDecay(Schedule):
 
 
 @dataclass(frozen=True)
-class Cosine(Schedule):
+class Cosine(_OverTheRun):
     """``lr_min + (lr - lr_min) * (1 + cos(pi * t / total_steps)) / 2`` (PyTorch
     ``CosineAnnealingLR`` with ``T_max = total_steps``), constant at ``lr_min`` after."""
 
     lr: float
     total_steps: int
     lr_min: float = 0.0
-    options: ClassVar[dict[str, Option]] = {**_ETA, **_EPOCHS}
-
-    @classmethod
-    def from_options(
-        cls, o: Mapping[str, Any], total: int, n_train: int, batch_size: int
-    ) -> Schedule:
-        return cls(o["eta"], max(total, 1))
 
     def __post_init__(self) -> None:
         _positive("learning rate", self.lr)
