@@ -19,6 +19,7 @@ import numpy as np
 from mlplab.config import Config, load_recipe
 from mlplab.data import RawDataset
 from mlplab.fileio import atomic_write_json
+from mlplab.optim.schedules import SCHEDULES
 from mlplab.reproduce.plan import QUICK, Experiment
 from mlplab.train.ablation import run_ablation
 from mlplab.train.lr_range import run_lr_range
@@ -34,7 +35,7 @@ def quick_overrides(recipe: str) -> dict[str, str]:
     over = dict(QUICK)
     base = load_recipe(recipe)
     over["cycles"] = str(min(base.cycles, 2))
-    if base.schedule != "cyclic":
+    if "n_s" not in SCHEDULES[base.schedule].options:  # not the cyclic schedule's lengths
         for key in ("record_every", "n_s", "n_s_k", "cycles"):
             over.pop(key)
     return over

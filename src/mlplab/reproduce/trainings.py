@@ -49,11 +49,12 @@ def pct(x: float | None) -> str:
 
 def settings_table(resolved: dict[str, Any], title: str = "settings") -> Table:
     """The recipe's settings that matter for the course, from a resolved config dict."""
-    skip = {
-        "cyclic": {"eta", "epochs"},
-        "constant": {"eta_min", "eta_max", "n_s_resolved", "cycles"},
-    }
-    hidden = skip.get(resolved.get("schedule", ""), {"eta_min", "eta_max", "n_s_resolved"})
+    from mlplab.optim.schedules import SCHEDULES  # each schedule declares what it reads
+
+    sched = SCHEDULES.get(str(resolved.get("schedule", "")))
+    own = set(sched.options) if sched is not None else set()
+    others = {name for cls in SCHEDULES.values() for name in cls.options} - own
+    hidden = {"n_s_resolved" if name == "n_s" else name for name in others}
     rows = []
     for k in SETTINGS:
         v = resolved.get(k)
