@@ -85,7 +85,7 @@ class Translate(Augmentation):
     }
 
     def check_shape(self, shape: ImageShape) -> None:
-        _fits(self.opts["translate"], shape, "translate", half=True)
+        _fits("translate", self.opts["translate"], shape, min(shape.height, shape.width) // 2)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         k = self.opts["translate"]
@@ -105,7 +105,7 @@ class Crop(Augmentation):
     }
 
     def check_shape(self, shape: ImageShape) -> None:
-        _fits(self.opts["crop"], shape, "crop", half=False)
+        _fits("crop", self.opts["crop"], shape, min(shape.height, shape.width) - 1)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         k = self.opts["crop"]
@@ -127,7 +127,7 @@ class Cutout(Augmentation):
     }
 
     def check_shape(self, shape: ImageShape) -> None:
-        _fits(self.opts["cutout"], shape, "cutout", half=False, inclusive=True)
+        _fits("cutout", self.opts["cutout"], shape, min(shape.height, shape.width))
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         s = self.opts["cutout"]
@@ -154,11 +154,8 @@ class Noise(Augmentation):
         x += (rng.standard_normal(x.shape) * self.opts["noise_std"]).astype(x.dtype, copy=False)
 
 
-def _fits(k: int, shape: ImageShape, what: str, *, half: bool, inclusive: bool = False) -> None:
-    side = min(shape.height, shape.width)
-    limit = side // 2 if half else side - 1
-    if inclusive:
-        limit = side
+def _fits(what: str, k: int, shape: ImageShape, limit: int) -> None:
+    """One error when option ``what`` = ``k`` pixels exceeds ``limit`` for ``shape``."""
     if k > limit:
         raise ConfigError(f"{what} = {k} does not fit {shape} images (at most {limit})")
 

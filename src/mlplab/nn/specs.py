@@ -34,9 +34,15 @@ from mlplab.options import check_options
 MAX_WEIGHTS = 10**9
 
 
+def layer_kinds() -> dict[str, type[Layer]]:
+    """Every layer kind a recipe or a model file may name: :data:`LAYERS`, then
+    :data:`ACTIVATIONS` (read at call time, so a kind registered later is found)."""
+    return {**LAYERS, **ACTIVATIONS}
+
+
 def layer_class(kind: Any) -> type[Layer]:
-    """The class of layer ``kind`` (:data:`LAYERS`, then :data:`ACTIVATIONS`)."""
-    known = {**LAYERS, **ACTIVATIONS}
+    """The class of layer ``kind`` (:func:`layer_kinds`)."""
+    known = layer_kinds()
     if not isinstance(kind, str) or kind not in known:
         raise ConfigError(f"unknown layer kind {kind!r}; known: {', '.join(known)}")
     return known[kind]
@@ -56,7 +62,7 @@ def normalise(item: Any) -> dict[str, Any]:
     elif isinstance(item, dict) and "kind" in item:
         spec = dict(item)
     elif isinstance(item, dict) and len(item) >= 1:
-        kinds = [k for k in item if k in {**LAYERS, **ACTIVATIONS}]
+        kinds = [k for k in item if k in layer_kinds()]
         if len(kinds) != 1:
             raise ConfigError(
                 f"layer {item!r}: name exactly one layer kind, as {{dense = 256}} or "
@@ -149,11 +155,12 @@ def check_size(d_in: int, resolved: Sequence[dict[str, Any]], what: str = "") ->
         )
 
 
-def check_recipe_size(specs: Sequence[Any]) -> None:
+def check_recipe_size(specs: Sequence[Any]) -> list[dict[str, Any]]:
     """What a recipe can know before its data: the weights between its own layers (one
-    input, two classes) are already too many."""
+    input, two classes) are already too many. Returns the specs resolved (each checked)."""
     resolved = _resolved(specs, 2, BuildContext(np.random.default_rng(0)))
     check_size(1, resolved, "before any input, the layers alone have")
+    return resolved
 
 
 def build_layers(d_in: int, specs: Sequence[Any], n_classes: int, ctx: BuildContext) -> list[Layer]:

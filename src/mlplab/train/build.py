@@ -25,9 +25,9 @@ from mlplab.errors import ConfigError
 from mlplab.images import ImageShape
 from mlplab.nn.activations import ACTIVATIONS
 from mlplab.nn.init import INITS
-from mlplab.nn.layers import LAYERS, Layer
+from mlplab.nn.layers import Layer
 from mlplab.nn.network import Network
-from mlplab.nn.specs import check_recipe_size, layer_class, normalise, shorthand
+from mlplab.nn.specs import check_recipe_size, layer_kinds, shorthand
 from mlplab.optim.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from mlplab.optim.schedules import SCHEDULES, Cyclic, Schedule
 from mlplab.options import Option, check_options
@@ -90,16 +90,26 @@ def check_components(cfg: Config) -> None:
             raise ConfigError(
                 f"{field} must be one of {', '.join(known)}, got {getattr(cfg, field)!r}"
             )
-    active = _active(cfg)
-    for owner, cls in active:
-        if issubclass(cls, Augmentation) and not cls.active(values_for(cfg, cls)):
-            check_options(owner, cls.options, values_for(cfg, cls))  # values still in range
-            continue
+    for owner, cls in _active(cfg):  # an augmentation that is off: its values still in range
         values = check_options(owner, cls.options, values_for(cfg, cls))
-        check = getattr(cls, "check", None)
-        if check is not None and not issubclass(cls, Augmentation):
+        check = getattr(cls, "check", None)  # rules between a schedule's options
+        if check is not None:
             check(values)
     unused_options(cfg, cfg.options)
+    if cfg.init == "normal" and cfg.init_sigma <= 0:
+        raise ConfigError("init 'normal' needs init_sigma > 0")
+    if cfg.bn_position not in ("before_relu", "after_relu"):
+        raise ConfigError(f"bn_position must be before_relu or after_relu, got {cfg.bn_position!r}")
+    resolved = check_recipe_size(
+        cfg.layers
+        or shorthand(
+            cfg.hidden, activation=cfg.activation, batch_norm=cfg.batch_norm,
+            bn_position=cfg.bn_position, drop_prob=cfg.drop_prob,
+        )
+    )  # fmt: skip
+    uses_bn = cfg.batch_norm or any(s["kind"] == "batchnorm" for s in resolved)
+    if uses_bn and cfg.batch_size < 2:
+        raise ConfigError("batch norm needs batch_size >= 2")
 
 
 def unused_options(cfg: Config, keys: Any) -> None:
@@ -119,27 +129,12 @@ def unused_options(cfg: Config, keys: Any) -> None:
             raise ConfigError(
                 f"option {key!r} belongs to {', '.join(owners)}, which this recipe does not use"
             )
-    if cfg.init == "normal" and cfg.init_sigma <= 0:
-        raise ConfigError("init 'normal' needs init_sigma > 0")
-    if cfg.bn_position not in ("before_relu", "after_relu"):
-        raise ConfigError(f"bn_position must be before_relu or after_relu, got {cfg.bn_position!r}")
-    specs = [normalise(item) for item in cfg.layers]
-    check_recipe_size(
-        cfg.layers
-        or shorthand(
-            cfg.hidden, activation=cfg.activation, batch_norm=cfg.batch_norm,
-            bn_position=cfg.bn_position, drop_prob=cfg.drop_prob,
-        )
-    )  # fmt: skip
-    uses_bn = cfg.batch_norm or any(s["kind"] == "batchnorm" for s in specs)
-    if uses_bn and cfg.batch_size < 2:
-        raise ConfigError("batch norm needs batch_size >= 2")
 
 
 def component_options() -> list[tuple[str, str, Option]]:
     """``(component, option, declaration)`` of every registered optimiser, schedule,
     augmentation and layer kind (``mlplab recipes --options`` prints them)."""
-    owners = [*_owners(), *((f"layer {k}", layer_class(k)) for k in {**LAYERS, **ACTIVATIONS})]
+    owners = [*_owners(), *((f"layer {k}", cls) for k, cls in layer_kinds().items())]
     rows = []
     for owner, cls in owners:
         rows += [(owner, name, opt) for name, opt in cls.options.items()]

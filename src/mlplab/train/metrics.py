@@ -34,6 +34,7 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
     the plain ones; losses and costs are always those of the single view.
     """
     metrics: dict[str, Any] = {}
+    mirror = _mirror(cfg, splits)
     for part in ("train", "val", "test"):
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if len(X):
@@ -45,9 +46,9 @@ def final_metrics(net: Network, cfg: Config, splits: Splits) -> dict[str, Any]:
                     f"{part}_cost": ev["cost"],
                 }
             )
-            if cfg.flip_average:
+            if mirror is not None:
                 metrics[f"{part}_accuracy_single_view"] = ev["accuracy"]
-                probs = net.predict_proba(X, cfg.eval_batch, mirror=_mirror(cfg, splits))
+                probs = net.predict_proba(X, cfg.eval_batch, mirror=mirror)
                 metrics[f"{part}_accuracy"] = _accuracy(probs, y)
         else:
             metrics.update({f"{part}_accuracy": None, f"{part}_loss": None, f"{part}_cost": None})
@@ -75,6 +76,7 @@ def snapshot_metrics(
 
     out: dict[str, Any] = {"n_snapshots": len(snapshots)}
     snap_net = Network.from_spec(net.spec(), cfg.dtype)
+    mirror = _mirror(cfg, splits)
     for part in ("val", "test"):
         X, y = getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")
         if not len(X):
@@ -83,14 +85,13 @@ def snapshot_metrics(
         for snap in snapshots:
             snap_net.set_state(snap)
             single.append(snap_net.predict_proba(X, cfg.eval_batch))
-            mirror = _mirror(cfg, splits)
             if mirror is not None:  # as predict_proba(mirror=...), one forward fewer
                 mirrored = snap_net.mirror_proba(X, cfg.eval_batch, mirror)
                 probs.append((single[-1] + mirrored) * 0.5)
         probs = probs or single
         out[f"snapshot_{part}_accuracies"] = [_accuracy(p, y) for p in probs]
         out[f"ensemble_{part}_accuracy"] = float(np.mean(combine(probs, "mean") == y))
-        if cfg.flip_average:
+        if mirror is not None:
             out[f"ensemble_{part}_accuracy_single_view"] = float(
                 np.mean(combine(single, "mean") == y)
             )
