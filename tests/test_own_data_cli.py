@@ -116,3 +116,7 @@ def test_an_npz_of_digits_trains_to_96_percent(tmp_path):
     r = run("train", "--recipe", "assignment2/ex3", "--data", npz, "--set", "split=1200/237",
             "--set", "flip=true", "--out", str(tmp_path / "f"))  # fmt: skip
     assert r.exit_code == 2 and "flip needs images" in r.output
+    r = run("train", "--recipe", "assignment2/ex3", "--data", npz, "--set", "split=1200/237",
+            "--set", "flip_average=true", "--out", str(tmp_path / "fa"))  # fmt: skip
+    assert r.exit_code == 2 and "flip_average needs images" in r.output
+    assert not (tmp_path / "fa" / "run.json").exists()  # refused before the run wrote anything

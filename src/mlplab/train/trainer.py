@@ -261,6 +261,8 @@ class Trainer:
                 f"training split ({n} samples); 0 records the train curves on all of it"
             )
         shape = self.image_shape
+        if shape is None and self.cfg.flip_average:  # before anything is trained or written
+            raise ConfigError("flip_average needs images; these data are flat features")
         pictures = [a.name for a in self.augmentations if a.needs_image]
         if pictures and shape is not None and shape.size != X.shape[1]:
             raise ConfigError(
