@@ -280,15 +280,19 @@ def read_json(
     max_depth: int = JSON_MAX_DEPTH,
     base: str | os.PathLike | None = None,
     error: type[MlplabError] = MlplabError,
+    allow_nan: bool = False,
 ) -> Any:
     """The one reader of JSON files mlplab did not just write (every file read is
     untrusted, its own included): :func:`read_regular` then :func:`parse_json`. Every
     refusal is one ``error`` (:class:`~mlplab.errors.MlplabError` by default) naming the
     file, with a ``reason`` attribute: ``missing``, ``unreadable``, ``outside``, ``special``,
     ``size``, ``encoding``, ``syntax``, ``number`` or ``depth``. The caller checks the
-    schema (types, ranges) of what it gets."""
+    schema (types, ranges) of what it gets; ``allow_nan`` lets ``NaN`` through (results
+    files hold it for an undefined value)."""
     data = read_regular(path, what=what, max_bytes=max_bytes, base=base, error=error)
-    return parse_json(data, source=path, what=what, max_depth=max_depth, error=error)
+    return parse_json(
+        data, source=path, what=what, max_depth=max_depth, error=error, allow_nan=allow_nan
+    )
 
 
 def check_npz_members(

@@ -198,14 +198,6 @@ def augment_batch(
         aug(x, rng)
 
 
-def flip_permutation(d: int, channels: int = 3) -> np.ndarray | None:
-    """Column order of the mirrored 32x32 image of ``channels`` planes, or None when ``d`` is
-    not that (use :meth:`mlplab.images.ImageShape.flip_permutation` for other shapes)."""
-    if d != channels * 32 * 32:
-        return None
-    return ImageShape(32, 32, channels).flip_permutation()
-
-
 def translate_batch(img: np.ndarray, shifts: np.ndarray, k: int) -> None:
     """Translate each image ``img[i]`` (``(n, C, H, W)``, in place) by ``shifts[i] = (dy, dx)``.
 

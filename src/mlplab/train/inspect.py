@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import DataError, MlplabError
-from mlplab.fileio import parse_json, read_regular
+from mlplab.fileio import read_json
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.serialize import SavedModel
 from mlplab.train.ensemble import combine
@@ -191,7 +191,7 @@ MAX_NAME = 120
 def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dict[str, Any]]]]:
     """``(name, history)`` of each run directory (or its ``results.json``).
 
-    Each file is read as untrusted (:func:`mlplab.fileio.read_regular`: a regular file only,
+    Each file is read as untrusted (:func:`mlplab.fileio.read_json`: a regular file only,
     so a FIFO or a link to ``/dev/zero`` is refused at once; at most 64 MiB; at most 64
     levels of nesting) and its schema checked before use: an object whose ``history`` is a
     list of objects, each with a number ``step`` and numbers (or ``null``) as its other
@@ -201,8 +201,7 @@ def run_histories(runs: Sequence[str | os.PathLike]) -> list[tuple[str, list[dic
     out = []
     for run in runs:
         path = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
-        data = read_regular(path, what="results file")
-        res = parse_json(data, source=path, what="results file", allow_nan=True)
+        res = read_json(path, what="results file", allow_nan=True)
         try:
             name, history = _run_history(res, str(run))
         except (ValueError, TypeError) as e:
