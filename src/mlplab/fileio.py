@@ -168,7 +168,8 @@ def _refusal(
     return e
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``a FIFO``), from its ``st_mode``."""
     kinds = {
         stat.S_ISDIR: "a directory",
         stat.S_ISFIFO: "a FIFO",
@@ -204,14 +205,14 @@ def read_regular(
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            raise refuse("special", f"is not a regular file ({_kind(st.st_mode)})")
+            raise refuse("special", f"is not a regular file ({file_kind(st.st_mode)})")
         if max_bytes is not None and st.st_size > max_bytes:
             raise refuse("size", f"is {st.st_size:,} bytes, over the limit of {max_bytes:,}")
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
         with os.fdopen(os.open(path, flags | getattr(os, "O_BINARY", 0)), "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
             if not stat.S_ISREG(mode):  # replaced between the stat and the open
-                raise refuse("special", f"is not a regular file ({_kind(mode)})")
+                raise refuse("special", f"is not a regular file ({file_kind(mode)})")
             data = f.read() if max_bytes is None else f.read(max_bytes + 1)
     except FileNotFoundError:
         raise refuse("missing", "does not exist") from None

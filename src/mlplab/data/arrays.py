@@ -44,6 +44,7 @@ from mlplab.data.batches import RawDataset
 from mlplab.data.holdout import HOLDOUT_NOTE, split_held_out
 from mlplab.data.pixels import resize_rows
 from mlplab.errors import ConfigError, DataError
+from mlplab.fileio import file_kind
 from mlplab.images import ImageShape
 
 #: Members an ``.npz`` data set may hold (each stored as ``<name>.npy``).
@@ -55,18 +56,6 @@ MAX_RATIO = 64
 
 __all__ = ["MAX_RATIO", "MAX_TOTAL_BYTES", "MEMBERS", "check_regular", "read_npz"]
 
-_KINDS = {
-    stat.S_ISDIR: "a directory",
-    stat.S_ISFIFO: "a FIFO (named pipe)",
-    stat.S_ISCHR: "a character device",
-    stat.S_ISBLK: "a block device",
-    stat.S_ISSOCK: "a socket",
-}
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
-
 
 def check_regular(path: Path) -> os.stat_result:
     """``os.stat`` of ``path``, or a :class:`DataError` when it is not a regular file."""
@@ -75,7 +64,7 @@ def check_regular(path: Path) -> os.stat_result:
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path} is {_kind(st.st_mode)}, not an .npz file")
+        raise DataError(f"{path} is {file_kind(st.st_mode)}, not an .npz file")
     return st
 
 
@@ -90,7 +79,7 @@ def _open_regular(path: Path) -> int:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):  # replaced between the two looks
         os.close(fd)
-        raise DataError(f"{path} is {_kind(mode)}, not an .npz file")
+        raise DataError(f"{path} is {file_kind(mode)}, not an .npz file")
     return fd
 
 

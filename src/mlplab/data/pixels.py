@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from mlplab.errors import DataError
+from mlplab.fileio import file_kind
 from mlplab.images import MAX_SIDE, ImageShape
 
 __all__ = [
@@ -114,8 +115,9 @@ def open_image(
     ``MAX_SIDE`` is refused unless ``any_size`` (Pillow's decompression-bomb limit still
     holds). Call inside :func:`quiet_pillow`."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block Image.open
-            raise DataError(f"{path}: not an image file (a directory or a special file)")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block Image.open
+            raise DataError(f"{path}: not an image file ({file_kind(mode)})")
         with Image.open(path) as im:
             w, h = im.size
             if size is None and not any_size and max(w, h) > MAX_SIDE:
