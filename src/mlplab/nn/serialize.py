@@ -128,7 +128,7 @@ def save_network(
     channels]``), or None for flat features; ``"legacy"`` (the default) is the shape a file
     without one is read with (:func:`legacy_shape`: CIFAR-10's for 3072 inputs, flat
     otherwise). ``scale``: 255 for uint8 pixels, 1 for features on their own scale. A shape
-    that does not hold ``net.d_in`` values, a scale that is not a positive number, or flip
+    that does not hold ``net.d_in`` values, a scale other than those two, or flip
     averaging of flat features is a :class:`ConfigError`, and nothing is written.
     """
     d = net.d_in

@@ -25,8 +25,9 @@ from mlplab.config import Config
 from mlplab.data.preprocess import check_range, column_stats, standardize
 from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, DataError
-from mlplab.images import CIFAR10_SHAPE, ImageShape
+from mlplab.images import ImageShape
 from mlplab.nn.network import Network
+from mlplab.nn.serialize import legacy_shape
 from mlplab.train.build import build_network, image_needs
 from mlplab.train.trainer import Trainer
 
@@ -276,7 +277,7 @@ class MLPClassifier:
     def _image_shape(self, d: int) -> ImageShape | None:
         """The geometry of the rows: ``image_shape``, CIFAR-10's for 3072 features, or None."""
         if self.image_shape is None:
-            return CIFAR10_SHAPE if d == CIFAR10_SHAPE.size else None
+            return legacy_shape(d)  # as a model file without a shape is read
         value = self.image_shape
         if (
             not isinstance(value, list | tuple | np.ndarray)
