@@ -39,7 +39,7 @@ DRIVER = textwrap.dedent(
         setattr(module, name, slow)
 
     if phase == "whitening":
-        import mlplab.data.whiten as module
+        import mlplab.transform.whiten as module
         mark(module, "_fit")
     elif phase == "data":
         import mlplab.train.run as module

@@ -15,10 +15,15 @@ from PIL import Image
 
 from mlplab.cli import cli
 from mlplab.errors import ConfigError, ModelFileError
-from mlplab.fileio import load_model_files, save_model
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
-from mlplab.nn.serialize import SHAPE_VERSION, load_network, save_network
+from mlplab.nn.serialize import (
+    SHAPE_VERSION,
+    load_model_files,
+    load_network,
+    save_model,
+    save_network,
+)
 from mlplab.report import plots
 
 GRAY = ImageShape(24, 24, 1)
@@ -78,7 +83,7 @@ def test_flat_features_keep_their_scale(tmp_path):
 
 
 def test_format_versions_rise_only_for_what_older_readers_would_misread(tmp_path, monkeypatch):
-    import mlplab.fileio as fileio
+    import mlplab.nn.serialize as model_format
 
     rng = np.random.default_rng(0)
     cifar = Network.build(3072, [4], 10, rng=rng)
@@ -95,7 +100,7 @@ def test_format_versions_rise_only_for_what_older_readers_would_misread(tmp_path
         for n in ("cifar", "flip", "flat", "flat3072", "flat1")
     }
     assert versions == {"cifar": 1, "flip": 2, "flat": 1, "flat3072": 3, "flat1": 3}
-    monkeypatch.setattr(fileio, "MODEL_VERSION", 2)  # a reader from before the shapes
+    monkeypatch.setattr(model_format, "MODEL_VERSION", 2)  # a reader from before the shapes
     assert load_network(tmp_path / "flip").flip_average
     for name in ("flat3072", "flat1"):
         with pytest.raises(ModelFileError, match="newer than this mlplab supports"):

@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mlplab.cli import cli
-from mlplab.data.preprocess import check_range
-from mlplab.data.whiten import fit_zca
 from mlplab.errors import ConfigError, DataError, ModelFileError
 from mlplab.machine import check_threads, usable_cores
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import load_network, save_network
 from mlplab.train.estimator import MLPClassifier
+from mlplab.transform.standardize import check_range
+from mlplab.transform.whiten import fit_zca
 
 
 def _strict_json(text: str):

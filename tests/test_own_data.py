@@ -23,9 +23,9 @@ from mlplab.data.cache import cache_key
 from mlplab.data.cifar10 import FOLDER_FORMAT
 from mlplab.data.folder import load_pil
 from mlplab.data.holdout import held_out_count
-from mlplab.data.preprocess import transform_pixels
 from mlplab.errors import ConfigError, DataError
 from mlplab.images import ImageShape
+from mlplab.transform.standardize import transform_pixels
 
 
 @pytest.fixture(autouse=True)
@@ -513,7 +513,7 @@ def test_float_features_are_standardised_in_float64(tmp_path):
 
 def test_grey_splits_keep_their_shape_and_prepared_meta(tmp_path):
     from mlplab.config import load_recipe
-    from mlplab.data.prepared import load_split, prepare_splits
+    from mlplab.train.prepared import load_split, prepare_splits
 
     _grey_folder(tmp_path / "g", side=5, n_train=(9, 9, 9))
     raw = _load(tmp_path / "g", tmp_path)

@@ -515,8 +515,8 @@ def test_repeats_train_consecutive_seeds_and_average(tmp_path: Path) -> None:
 
     from mlplab.config import apply_overrides, load_recipe, parse_set_options
     from mlplab.data import make_splits
-    from mlplab.data.prepared import load_split, prepare_splits
     from mlplab.search.runner import stage_configs
+    from mlplab.train.prepared import load_split, prepare_splits
     from mlplab.train.repeats import train_seeds
     from mlplab.train.run import train_on_splits
 
@@ -607,8 +607,8 @@ def _plan(tmp_path: Path, url: str, name: str, spec: SearchSpec, heartbeat: int 
     from helpers import synthetic_raw
 
     from mlplab.config import load_recipe, parse_set_options
-    from mlplab.data.prepared import prepare_splits
     from mlplab.search.runner import Plan, stage_configs
+    from mlplab.train.prepared import prepare_splits
 
     sets = parse_set_options(TINY[1::2])
     cfg = load_recipe("assignment2/search", sets)
@@ -983,7 +983,7 @@ def test_search_locks_odd_paths_and_data(
 
 def test_missing_prepared_split_is_an_error(tmp_path: Path) -> None:
     from mlplab.config import load_recipe
-    from mlplab.data.prepared import load_split
+    from mlplab.train.prepared import load_split
 
     with pytest.raises(MlplabError, match="is missing or damaged"):
         load_split(tmp_path, load_recipe("assignment2/search"))
@@ -994,7 +994,7 @@ def test_full_disk_while_preparing_splits(tmp_path: Path, monkeypatch: pytest.Mo
 
     from helpers import synthetic_raw
 
-    import mlplab.data.prepared as prepared
+    import mlplab.train.prepared as prepared
     from mlplab.config import parse_set_options
     from mlplab.search import run_search
 
@@ -1109,7 +1109,7 @@ def test_restart_with_changed_data_never_trains_on_stale_splits(
 
     import mlplab.search.runner as runner
     from mlplab.config import load_recipe, parse_set_options
-    from mlplab.data import prepared
+    from mlplab.train import prepared
 
     seen: list[Path] = []
 

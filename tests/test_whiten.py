@@ -12,13 +12,12 @@ from helpers import synthetic_raw
 from mlplab.config import load_recipe
 from mlplab.data import make_splits
 from mlplab.data.augment import augment_batch
-from mlplab.data.prepared import load_split, prepare_splits, split_key
-from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, ModelFileError
-from mlplab.fileio import load_model_files, save_model
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.nn.network import Network
-from mlplab.nn.serialize import load_network, save_network
+from mlplab.nn.serialize import load_model_files, load_network, save_model, save_network
+from mlplab.train.prepared import load_split, prepare_splits, split_key
+from mlplab.transform.whiten import apply_whitening, fit_zca
 
 
 def flip_permutation(d: int) -> np.ndarray:
@@ -106,8 +105,8 @@ def test_splits_whiten_train_val_and_test_alike(tmp_path):
 def test_whitening_after_the_raw_pixels_are_freed_gives_the_same_splits():
     """A run builds its splits, frees the raw pixels, then whitens (recipe_splits with
     whiten=False, then whiten_recipe_splits): the same bits as whitening at once."""
-    from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
     from mlplab.machine import blas_threads
+    from mlplab.train.prepared import recipe_splits, whiten_recipe_splits
 
     raw = synthetic_raw(n_train=700, n_test=50)
     cfg = load_recipe("bonus/best", {"split": "500/100", "seed": "3", "threads": "1"})
@@ -212,8 +211,11 @@ def test_estimator_whitens_as_fitted():
     assert clf.whiten_.shape == (6, 6)
     z = (x - clf.mean_) / clf.std_ @ clf.whiten_
     np.testing.assert_allclose(np.cov(z.T, bias=True), np.eye(6), atol=0.05)
-    np.testing.assert_array_equal(
-        clf.predict_proba(x), clf.network_.predict_proba(z.astype(np.float32))
+    # the one input transform: standardised in float64, cast, whitened in the network's dtype
+    z32 = ((x - clf.mean_) / clf.std_).astype(np.float32) @ clf.whiten_.astype(np.float32)
+    np.testing.assert_allclose(clf.transform_(x, np.float32), z32, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        clf.predict_proba(x), clf.network_.predict_proba(z32), rtol=1e-5, atol=1e-6
     )
     assert MLPClassifier().fit(x, y).whiten_ is None
 
@@ -238,7 +240,7 @@ def test_ablation_scores_flip_averaging_without_training_again(tmp_path):
 
 
 def test_whitened_model_files_are_version_2_and_older_readers_refuse_them(tmp_path, monkeypatch):
-    import mlplab.fileio as fileio
+    import mlplab.nn.serialize as model_format
 
     net = Network.build(3072, [4], 10, rng=np.random.default_rng(0))
     stats, classes = (np.zeros(3072), np.ones(3072)), tuple("abcdefghij")
@@ -247,7 +249,7 @@ def test_whitened_model_files_are_version_2_and_older_readers_refuse_them(tmp_pa
     save_network(tmp_path / "zca", net, *stats, classes, whiten=np.eye(3072, dtype=np.float32))
     versions = {n: load_model_files(tmp_path / n)[0]["format_version"] for n in ("plain", "flip")}
     assert versions == {"plain": 1, "flip": 2}
-    monkeypatch.setattr(fileio, "MODEL_VERSION", 1)  # a reader from before the transform
+    monkeypatch.setattr(model_format, "MODEL_VERSION", 1)  # a reader from before the transform
     load_network(tmp_path / "plain")
     for name in ("flip", "zca"):
         with pytest.raises(ModelFileError, match="newer than this mlplab supports"):

@@ -97,7 +97,7 @@ RUN_FILES = ("results.json", "run.json", "experiment.json", "curves.png")
 def _protected(inputs: list[Path]) -> set[Path]:
     """The files that the given models or run directories consist of (a model file: its
     pair and the run files beside it)."""
-    from mlplab.fileio import model_paths
+    from mlplab.nn.serialize import model_paths
 
     out: set[Path] = set()
     for p in inputs:

@@ -1,4 +1,5 @@
-"""Atomic file writes and the model file format (``.npz`` + ``.json``, never pickle).
+"""Atomic file writes, untrusted reads and file locks (files are ``.npz`` + ``.json``, never
+pickle; the model file format is :mod:`mlplab.nn.serialize`'s).
 
 A write goes to a temporary file in the destination's directory, is flushed to
 disk, and then renamed over the destination, so a reader (or a run killed
@@ -14,6 +15,8 @@ Every file read is untrusted, mlplab's own included: :func:`read_json` is the on
 reader (regular files only, a size and a depth limit, no ``NaN``/``Infinity``, strict UTF-8;
 one error naming the file), :func:`read_regular` its byte-level half, and
 :func:`check_npz_members` refuses an ``.npz`` that would inflate far beyond its size.
+:func:`file_lock` holds an exclusive lock (``filelock``) and fails at once when another
+process holds it.
 """
 
 from __future__ import annotations
@@ -34,14 +37,8 @@ from typing import IO, Any, TypeVar
 
 import numpy as np
 
-from mlplab.errors import MlplabError, ModelFileError
+from mlplab.errors import MlplabError
 
-MODEL_FORMAT = "mlplab-model"
-#: Version 2 files hold an input transform older readers would ignore (a ZCA matrix or flip
-#: averaging); version 3 files an input geometry they would misread (images other than 32x32
-#: RGB, flat features, or features not scaled by 255). A model needing neither is written as
-#: version 1, which every reader understands.
-MODEL_VERSION = 3
 #: The untrusted-JSON reader's limits (:func:`read_json`): bytes of a file, nesting levels.
 JSON_MAX_BYTES = 64 << 20
 JSON_MAX_DEPTH = 64
@@ -347,56 +344,20 @@ def prepare_out_dir(
     return out
 
 
-def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """``(json, npz)`` paths of a model given as ``X.json``, ``X.npz``, ``X`` or a run directory."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model"
-    stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
-    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+@contextlib.contextmanager
+def file_lock(path: Path, busy: str | Callable[[], str], name: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while the block runs; if another process holds it,
+    fail at once with the message ``busy`` (or ``busy()``). ``name``: ``path`` in other errors."""
+    from filelock import FileLock, Timeout
 
-
-def save_model(
-    path: str | os.PathLike,
-    meta: dict[str, Any],
-    arrays: dict[str, np.ndarray],
-    *,
-    version: int = MODEL_VERSION,
-) -> None:
-    """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...),
-    marked with format ``version`` (the oldest that holds what the model needs)."""
-    jpath, npath = model_paths(path)
-    atomic_save_npz(npath, arrays)
-    atomic_write_json(jpath, {"format": MODEL_FORMAT, "format_version": version, **meta})
-
-
-def load_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read the JSON metadata and the arrays of a saved model, checking the format.
-
-    Arrays are read with ``allow_pickle=False``: loading never executes code.
-    """
-    jpath, npath = model_paths(path)
-    for p in (jpath, npath):
-        if not p.is_file():
-            raise ModelFileError(f"model file not found: {p}")
-    meta = read_json(jpath, what="model file", error=ModelFileError)
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{jpath} is not an mlplab model file")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{jpath}: invalid format_version {version!r}")
-    if version > MODEL_VERSION:
-        raise ModelFileError(
-            f"{jpath} has format version {version}, newer than this mlplab supports "
-            f"({MODEL_VERSION}); upgrade mlplab"
-        )
-    check_npz_members(npath, ModelFileError)
+    lock = FileLock(str(path), timeout=0)
     try:
-        with np.load(npath, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, ...
-        raise ModelFileError(f"{npath} is not a readable .npz array file: {e}") from None
-    for k, v in arrays.items():
-        if not isinstance(v, np.ndarray):  # numpy hands back a non-.npy member as raw bytes
-            raise ModelFileError(f"{npath}: member {k!r} is not a NumPy array")
-    return meta, arrays
+        lock.acquire()
+    except Timeout:
+        raise MlplabError(busy() if callable(busy) else busy) from None
+    except OSError as e:
+        raise MlplabError(f"cannot lock {name or path}: {e.strerror or e}") from None
+    try:
+        yield
+    finally:
+        lock.release()

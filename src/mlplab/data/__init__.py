@@ -10,6 +10,7 @@ Typical use::
 
 from __future__ import annotations
 
+from mlplab.data.batches import data_fingerprint
 from mlplab.data.cache import CacheWarning
 from mlplab.data.cifar10 import (
     CIFAR10_CLASSES,
@@ -41,6 +42,7 @@ __all__ = [
     "RawDataset",
     "Splits",
     "column_stats",
+    "data_fingerprint",
     "default_cache_dir",
     "download_cifar10",
     "load_cifar10",

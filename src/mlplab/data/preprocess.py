@@ -24,9 +24,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mlplab.data.batches import RawDataset
-from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, DataError
 from mlplab.images import CIFAR10_SHAPE, ImageShape
+from mlplab.transform import InputTransform, apply_whitening, mirror_for
+from mlplab.transform.standardize import (
+    check_range,
+    chunks,
+    column_stats,
+    gather,
+    one_where_zero,
+    out_of_range,
+    pixel_stats,
+    standardize,
+    standardize_inplace,
+    transform_pixels,
+)
 
 #: Named splits; ``"NNNN/MMMM"`` (e.g. ``"2000/500"``) is accepted as well.
 SPLITS = ("batch", "45k", "49k", "all")
@@ -34,7 +46,6 @@ SPLITS = ("batch", "45k", "49k", "all")
 _VAL_SIZE = {"45k": 5000, "49k": 1000, "all": 0}
 _BATCH_SIZE = 10_000
 _CUSTOM = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-_CHUNK = 512  # rows per chunk for gathering and statistics
 
 __all__ = [
     "SPLITS",
@@ -61,7 +72,7 @@ class Splits:
     ``x = (raw / scale - mean) / std``.
     whiten: ``None``, or the ``(d, d)`` ZCA matrix ``W`` (in the arrays' dtype,
     fitted on the standardised training split) applied after standardising, every row
-    ``x`` becoming ``x @ W`` (:mod:`mlplab.data.whiten`).
+    ``x`` becoming ``x @ W`` (:mod:`mlplab.transform.whiten`).
     image_shape: the shape of the images (CIFAR-10's 32x32 RGB for d = 3072), or
     ``None`` for flat features.  scale: 255 for uint8 pixels, 1 for float features.
 
@@ -84,16 +95,14 @@ class Splits:
     image_shape: ImageShape | None = CIFAR10_SHAPE
     scale: float = 255.0
 
+    @property
+    def transform(self) -> InputTransform:
+        """The fitted input transform of these splits (what a saved model applies)."""
+        return InputTransform(self.mean, self.std, self.whiten, self.scale)
+
     @functools.cached_property
     def x_test(self) -> np.ndarray:
-        return transform_pixels(
-            self.test_pixels,
-            self.mean,
-            self.std,
-            self.whiten,
-            self.x_train.dtype,
-            scale=self.scale,
-        )
+        return self.transform(self.test_pixels, self.x_train.dtype)
 
 
 def parse_split(split: str) -> tuple[str, tuple[int, int] | None]:
@@ -147,132 +156,6 @@ def _split_indices(
     return perm[:n_tr], perm[n_tr : n_tr + n_va]
 
 
-def _gather(x: np.ndarray, idx: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
-    """``x[idx]`` converted to ``dtype``, built chunk by chunk into one array."""
-    n = x.shape[0] if idx is None else len(idx)
-    out = np.empty((n, x.shape[1]), dtype=dtype)
-    for i in range(0, n, _CHUNK):
-        j = min(i + _CHUNK, n)
-        out[i:j] = x[i:j] if idx is None else x[idx[i:j]]
-    return out
-
-
-def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and std (ddof=0) of ``x`` holding integers 0..255.
-
-    Sums are accumulated in float64 per chunk; they are exact for integer
-    pixels, so the one-pass variance formula loses nothing.
-    """
-    n = x.shape[0]
-    s = np.zeros(x.shape[1], dtype=np.float64)
-    sq = np.zeros(x.shape[1], dtype=np.float64)
-    for i in range(0, n, _CHUNK):
-        c = x[i : i + _CHUNK].astype(np.float64)
-        s += c.sum(axis=0)
-        sq += np.einsum("ij,ij->j", c, c)
-    mean = s / n
-    var = np.maximum(sq / n - mean * mean, 0.0)
-    return mean, np.sqrt(var)
-
-
-def column_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column float64 mean and std (ddof=0) of features ``x`` ``(n, d)``, std 0 made 1.
-
-    Two passes (NumPy's ``mean`` and ``std``), right for any float features; the
-    pixels of :func:`make_splits` take the chunked one-pass sums, exact for integers.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = x.mean(axis=0, dtype=np.float64)
-        std = x.std(axis=0, dtype=np.float64)
-        if not np.isfinite(mean).all():
-            raise DataError("features too large to average (a sum overflows float64): rescale them")
-        bad = ~np.isfinite(std)
-        if bad.any():  # the squares overflow (|x| ~ 1e155): the std of x / its largest deviation
-            dev = np.asarray(x[:, bad], np.float64) - mean[bad]
-            top = np.abs(dev).max(axis=0)
-            std[bad] = (dev / top).std(axis=0) * top
-    return mean, _one_where_zero(std)
-
-
-def _one_where_zero(std: np.ndarray) -> np.ndarray:
-    """A constant column is left at ``x - mean = 0`` instead of divided by zero."""
-    return np.where(std > 0, std, 1.0)
-
-
-def standardize(
-    x: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    dtype: np.dtype | type = np.float32,
-    *,
-    scale: float = 255.0,
-) -> np.ndarray:
-    """``(x / scale - mean) / std`` as a new (n, d) array of ``dtype``.
-
-    ``x``: (n, d) rows, by default uint8 pixels in CIFAR order; ``mean``/``std``:
-    (d,) on the ``x / scale`` scale, as stored in :class:`Splits` (``scale=255``)
-    or returned by :func:`column_stats` (``scale=1``). Computed in ``dtype``.
-    """
-    out = _gather(np.asarray(x), None, np.dtype(dtype))
-    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    _standardize_inplace(out, mean * scale, std, scale)
-    return out
-
-
-def transform_pixels(
-    x: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    whiten: np.ndarray | None,
-    dtype: np.dtype | type = np.float32,
-    scale: float = 255.0,
-) -> np.ndarray:
-    """Raw rows ``(n, d)`` to network inputs: :func:`standardize` (uint8 pixels in
-    ``dtype``; float features in float64, then cast to ``dtype``), then ``@ whiten`` when
-    there is one. The splits and saved models compute exactly this (the ONNX graph the
-    same formula in float32). A value that ``dtype`` cannot hold (features of 1e300 in
-    float32) is one :class:`DataError` (:func:`check_range`), without NumPy's warnings."""
-    x = np.asarray(x)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if x.dtype == np.uint8:
-            out = standardize(x, mean, std, dtype, scale=scale)
-        else:
-            out = standardize(x, mean, std, np.float64, scale=scale).astype(dtype, copy=False)
-        if whiten is not None:
-            apply_whitening(out, whiten)
-    check_range(out, "the data")
-    return out
-
-
-def check_range(x: np.ndarray, what: str) -> None:
-    """One :class:`DataError` if the standardised rows ``x`` hold a value that is not a
-    finite number of their dtype (an input far outside the training data's range)."""
-    if not x.size or (np.isfinite(x.min()) and np.isfinite(x.max())):  # no (n, d) temporary
-        return
-    bad = sum(int(np.count_nonzero(~np.isfinite(c).all(axis=1))) for c in _chunks(x))
-    raise _out_of_range(bad, len(x), what, x.dtype)
-
-
-def _out_of_range(bad: int, n: int, what: str, dtype: np.dtype) -> DataError:
-    return DataError(
-        f"inputs out of range: {bad} of {n} rows of {what} hold values that are not finite "
-        f"{dtype} numbers once standardised (far beyond the training data's); rescale them "
-        "as the training data were"
-    )
-
-
-def _chunks(x: np.ndarray):
-    return (x[i : i + _CHUNK] for i in range(0, len(x), _CHUNK))
-
-
-def _standardize_inplace(
-    x: np.ndarray, mean_scaled: np.ndarray, std: np.ndarray, scale: float
-) -> None:
-    """``x`` holds raw values; make it ``(x/scale - mean)/std`` in place (given ``mean*scale``)."""
-    np.subtract(x, mean_scaled.astype(x.dtype), out=x)
-    np.multiply(x, (1.0 / (scale * std)).astype(x.dtype), out=x)
-
-
 def make_splits(
     raw: RawDataset,
     split: str,
@@ -281,6 +164,7 @@ def make_splits(
     n_train: int | None = None,
     dtype: np.dtype | type = np.float32,
     zca_eps: float = 0.0,
+    flips: bool = True,
 ) -> Splits:
     """Build standardised train/validation/test arrays.
 
@@ -299,7 +183,9 @@ def make_splits(
         (statistics are those of the kept samples); validation unchanged.
     dtype: float32 (default) or float64.
     zca_eps: if > 0, ZCA-whiten with this ``eps`` (fitted on the standardised training
-        split, :func:`mlplab.data.whiten.fit_zca`; ``Splits.whiten`` holds the matrix).
+        split, :func:`mlplab.transform.whiten.fit_zca`; ``Splits.whiten`` holds the matrix),
+        mirror-symmetric when ``flips`` (training flips the images,
+        :func:`mlplab.transform.mirror_for`).
 
     Returns :class:`Splits` with x_* of shape (n, d) and ``dtype``, and the raw set's
     ``image_shape`` and ``scale``.  uint8 pixels are standardised in ``dtype`` with exact
@@ -350,7 +236,7 @@ def make_splits(
         image_shape=shape,
         scale=raw.scale,
     )
-    return whiten_splits(splits, zca_eps) if zca_eps else splits
+    return whiten_splits(splits, zca_eps, flips=flips) if zca_eps else splits
 
 
 def _pixel_splits(
@@ -358,14 +244,14 @@ def _pixel_splits(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardised train and validation rows of uint8 pixels, built in ``dtype``, with
     the statistics on the ``/255`` scale."""
-    x_train = _gather(x, tr, dtype)
-    mean255, std255 = _stats(x_train)
+    x_train = gather(x, tr, dtype)
+    mean255, std255 = pixel_stats(x_train)
     mean = mean255 / 255.0
-    std = _one_where_zero(std255 / 255.0)
+    std = one_where_zero(std255 / 255.0)
     mean255 = mean * 255.0  # as standardize() (and so a saved model) recomputes it
-    _standardize_inplace(x_train, mean255, std, 255.0)
-    x_val = _gather(x, va, dtype)
-    _standardize_inplace(x_val, mean255, std, 255.0)
+    standardize_inplace(x_train, mean255, std, 255.0)
+    x_val = gather(x, va, dtype)
+    standardize_inplace(x_val, mean255, std, 255.0)
     return x_train, x_val, mean, std
 
 
@@ -375,10 +261,10 @@ def _feature_splits(
     """Float features: float64 statistics of the training rows, standardised in float64
     (as :func:`transform_pixels` does the test rows), then cast to ``dtype``."""
     out = []
-    x_train = _gather(x, tr, np.dtype(np.float64))
+    x_train = gather(x, tr, np.dtype(np.float64))
     mean, std = column_stats(x_train)
-    for part in (x_train, _gather(x, va, np.dtype(np.float64))):
-        _standardize_inplace(part, mean, std, 1.0)
+    for part in (x_train, gather(x, va, np.dtype(np.float64))):
+        standardize_inplace(part, mean, std, 1.0)
         with np.errstate(over="ignore"):
             out.append(part.astype(dtype, copy=False))
     check_range(out[1], "the validation split")  # the training rows lie within sqrt(n) of 0
@@ -397,22 +283,25 @@ def _check_test_range(x: np.ndarray, mean: np.ndarray, std: np.ndarray, dtype: n
         far = np.maximum(np.abs(x.min(axis=0) - mean), np.abs(x.max(axis=0) - mean)) / std
         if np.all(far <= limit):  # NaN fails
             return
-        bad = sum(int(np.count_nonzero(~(abs(c - mean) / std <= limit).all(1))) for c in _chunks(x))
-    raise _out_of_range(bad, len(x), "the test part", dtype)
+        bad = sum(int(np.count_nonzero(~(abs(c - mean) / std <= limit).all(1))) for c in chunks(x))
+    raise out_of_range(bad, len(x), "the test part", dtype)
 
 
-def whiten_splits(splits: Splits, zca_eps: float) -> Splits:
+def whiten_splits(splits: Splits, zca_eps: float, *, flips: bool = True) -> Splits:
     """``splits`` ZCA-whitened with ``zca_eps``: the matrix is fitted on the standardised
-    training split (:func:`mlplab.data.whiten.fit_zca`, mirror-symmetric under the flip of
-    ``splits.image_shape``; no mirror for flat features), the training and
-    validation arrays are whitened in place, and the result holds the matrix, in their
+    training split (:meth:`InputTransform.whitened`, mirror-symmetric under the flip of
+    ``splits.image_shape`` when training ``flips`` the images, :func:`mirror_for`), the
+    training and validation arrays are whitened in place, and the result holds the matrix, in their
     dtype, as ``whiten``. The test pixels are whitened when first read
     (:meth:`Splits.x_test`). The arrays of ``splits`` itself are whitened too (it keeps
     ``whiten=None``): use the returned splits only."""
     if splits.whiten is not None:
         raise ValueError("these splits are already whitened")
-    w = fit_zca(splits.x_train, zca_eps, mirror=splits.image_shape)
-    w = w.astype(splits.x_train.dtype)
+    fitted = splits.transform.whitened(
+        splits.x_train, zca_eps, mirror_for(splits.image_shape, flips)
+    )
+    assert fitted.whiten is not None
+    w = fitted.whiten.astype(splits.x_train.dtype)
     apply_whitening(splits.x_train, w)
     apply_whitening(splits.x_val, w)
     return replace(splits, whiten=w)

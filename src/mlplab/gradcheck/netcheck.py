@@ -3,7 +3,7 @@ the batch, the network, the check (:mod:`mlplab.gradcheck`, or PyTorch autograd)
 
 The batch is the first ``samples`` CIFAR-10 training images scaled to [0, 1] and
 standardised with the batch's own mean and standard deviation by
-:func:`mlplab.data.preprocess.standardize` (a single image is only centred, at 0.5),
+:func:`mlplab.transform.standardize.standardize` (a single image is only centred, at 0.5),
 keeping the first ``dims`` dimensions; without data, standard-normal
 inputs with uniform random labels. Everything runs in float64.
 """

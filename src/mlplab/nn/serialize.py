@@ -16,18 +16,87 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from mlplab.data.preprocess import transform_pixels
 from mlplab.errors import ConfigError, DataError, MlplabError, ModelFileError
-from mlplab.fileio import load_model_files, save_model
+from mlplab.fileio import (
+    atomic_save_npz,
+    atomic_write_json,
+    check_npz_members,
+    read_json,
+)
 from mlplab.images import CIFAR10_SHAPE, ImageShape, shape_or_none
 from mlplab.nn.network import Network
+from mlplab.transform import InputTransform
 
 #: Format version of a model whose shape or scale older readers would misread.
 SHAPE_VERSION = 3
+
+
+MODEL_FORMAT = "mlplab-model"
+#: Version 2 files hold an input transform older readers would ignore (a ZCA matrix or flip
+#: averaging); version 3 files an input geometry they would misread (images other than 32x32
+#: RGB, flat features, or features not scaled by 255). A model needing neither is written as
+#: version 1, which every reader understands.
+MODEL_VERSION = 3
+
+
+def model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(json, npz)`` paths of a model given as ``X.json``, ``X.npz``, ``X`` or a run directory."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model"
+    stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
+    return stem.with_suffix(".json"), stem.with_suffix(".npz")
+
+
+def save_model(
+    path: str | os.PathLike,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    *,
+    version: int = MODEL_VERSION,
+) -> None:
+    """Save a model as ``path.npz`` (arrays) and ``path.json`` (architecture, classes, ...),
+    marked with format ``version`` (the oldest that holds what the model needs)."""
+    jpath, npath = model_paths(path)
+    atomic_save_npz(npath, arrays)
+    atomic_write_json(jpath, {"format": MODEL_FORMAT, "format_version": version, **meta})
+
+
+def load_model_files(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read the JSON metadata and the arrays of a saved model, checking the format.
+
+    Arrays are read with ``allow_pickle=False``: loading never executes code.
+    """
+    jpath, npath = model_paths(path)
+    for p in (jpath, npath):
+        if not p.is_file():
+            raise ModelFileError(f"model file not found: {p}")
+    meta = read_json(jpath, what="model file", error=ModelFileError)
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{jpath} is not an mlplab model file")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{jpath}: invalid format_version {version!r}")
+    if version > MODEL_VERSION:
+        raise ModelFileError(
+            f"{jpath} has format version {version}, newer than this mlplab supports "
+            f"({MODEL_VERSION}); upgrade mlplab"
+        )
+    check_npz_members(npath, ModelFileError)
+    try:
+        with np.load(npath, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError (pickled object), OSError, ...
+        raise ModelFileError(f"{npath} is not a readable .npz array file: {e}") from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back a non-.npy member as raw bytes
+            raise ModelFileError(f"{npath}: member {k!r} is not a NumPy array")
+    return meta, arrays
 
 
 def legacy_shape(d: int) -> ImageShape | None:
@@ -79,12 +148,15 @@ class SavedModel:
             )
         return p
 
+    @property
+    def transform(self) -> InputTransform:
+        """The input transform the network was trained with (:mod:`mlplab.transform`)."""
+        return InputTransform(self.mean, self.std, self.whiten, self.scale)
+
     def preprocess(self, x: np.ndarray) -> np.ndarray:
-        """The network's inputs for raw ``(n, d)`` rows, in its dtype: the same function,
+        """The network's inputs for raw ``(n, d)`` rows, in its dtype: the same object,
         so the same numbers, as the training-time transform."""
-        return transform_pixels(
-            x, self.mean, self.std, self.whiten, self.network.dtype, scale=self.scale
-        )
+        return self.transform(x, self.network.dtype)
 
 
 #: What raw values are divided by before standardising: 8-bit pixels, or features.

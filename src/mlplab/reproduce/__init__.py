@@ -23,13 +23,12 @@ from tqdm.auto import tqdm
 
 from mlplab.data import load_cifar10
 from mlplab.errors import MlplabError
-from mlplab.fileio import atomic_write_json, prepare_out_dir
+from mlplab.fileio import atomic_write_json, file_lock, prepare_out_dir
 from mlplab.report.document import Document, Section, Text, md_escape
 from mlplab.reproduce import studies, trainings
 from mlplab.reproduce.plan import PARTS, Heading, Show, Step
 from mlplab.reproduce.runners import Context, run
 from mlplab.train.reuse import Cache
-from mlplab.train.rundir import file_lock
 
 __all__ = ["PARTS", "SECTIONS", "reproduce", "run_step"]
 

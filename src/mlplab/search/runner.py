@@ -27,11 +27,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from mlplab.config import Config, apply_overrides, load_recipe
-from mlplab.data import RawDataset, load_data, parse_split, prepared
+from mlplab.data import RawDataset, data_fingerprint, load_data, parse_split
 from mlplab.errors import ConfigError, MlplabError
-from mlplab.fileio import prepare_out_dir
+from mlplab.fileio import file_lock, prepare_out_dir
 from mlplab.machine import check_threads, run_processes, usable_cores
-from mlplab.report.search import write_report
+from mlplab.search.report import write_report
 from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params, load_spec
 from mlplab.search.storage import (
     SLOT,
@@ -47,8 +47,8 @@ from mlplab.search.storage import (
     sqlite_path,
     storage_errors,
 )
+from mlplab.train import prepared
 from mlplab.train.repeats import train_seeds
-from mlplab.train.rundir import data_fingerprint, file_lock
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 

@@ -27,7 +27,7 @@ SPACE_KEYS = {"description", "final", "trials", "seed", "repeats", "params", "fi
 FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 
-#: Fields that change the prepared split (see :func:`mlplab.data.prepared.split_key`).
+#: Fields that change the prepared split (see :func:`mlplab.train.prepared.split_key`).
 SPLIT_FIELDS = ("n_train", "zca_eps")
 
 

@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 
 from mlplab.config import Config
-from mlplab.data.preprocess import check_range, column_stats, standardize
-from mlplab.data.whiten import apply_whitening, fit_zca
 from mlplab.errors import ConfigError, DataError
 from mlplab.images import ImageShape
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import legacy_shape
 from mlplab.train.build import build_network, image_needs
 from mlplab.train.trainer import Trainer
+from mlplab.transform import InputTransform, mirror_for
 
 #: Fields of :class:`~mlplab.config.Config` that are not parameters of the estimator, and why:
 #: the caller passes the data (``split``, ``n_train``, and ``size``: resizing is the reader's);
@@ -134,7 +133,7 @@ class MLPClassifier:
         Learn per-feature mean and std in ``fit`` and standardise every input with them.
     zca_eps : float, default 0.0
         If > 0, also learn the ZCA whitening matrix of the standardised training features
-        (:func:`mlplab.data.whiten.fit_zca` with this ``eps``; mirror-symmetric when the
+        (:func:`mlplab.transform.whiten.fit_zca` with this ``eps``; mirror-symmetric when the
         rows are images that are flipped) and whiten every input. At most 8192 features.
     image_shape : (height, width, channels) or None, default None
         The rows are images of this shape, in plane order (:mod:`mlplab.images`); needed by
@@ -163,6 +162,7 @@ class MLPClassifier:
     standardize: bool
     progress: bool
     whiten_: np.ndarray | None
+    transform_: InputTransform
 
     def __init__(
         self,
@@ -316,18 +316,15 @@ class MLPClassifier:
             raise ConfigError("zca_eps needs standardize=True (whitening centred features)")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
-        if self.standardize:
-            self.mean_, self.std_ = column_stats(X)
-        else:
-            self.mean_, self.std_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        mirror = mirror_for(shape, cfg.flip or cfg.flip_average)
+        self.transform_ = InputTransform.fit(
+            X, standardise=self.standardize, zca_eps=cfg.zca_eps, mirror=mirror
+        )
+        self.mean_, self.std_ = self.transform_.mean, self.transform_.std
+        self.whiten_ = self.transform_.whiten
         dt = np.dtype(cfg.dtype)
-        self.whiten_ = None
         self.flip_average_ = cfg.flip_average  # as fitted: set_params changes it at the next fit
         self.mirror_ = shape.flip_permutation() if cfg.flip_average and shape else None
-        if cfg.zca_eps:  # rows that are flipped in training are images: mirror the covariance
-            Xs64 = self._standardized(X, np.float64)
-            mirror = shape if (cfg.flip or cfg.flip_average) else None
-            self.whiten_ = fit_zca(Xs64, cfg.zca_eps, mirror=mirror)
         Xs = self._standardized(X, dt)
         Xv = yv = None
         if X_val is not None and y_val is not None:
@@ -341,24 +338,17 @@ class MLPClassifier:
         return self
 
     def _standardized(self, X: np.ndarray, dt: np.dtype | type) -> np.ndarray:
-        """``(X - mean_) / std_`` (then ``@ whiten_``) computed in float64 (features may sit
-        far from 0), as ``dt``."""
+        """The network inputs of ``X`` in ``dt``: the fitted :class:`InputTransform`
+        (standardised in float64, as features may sit far from 0, then ``@ whiten_``)."""
         if X.shape[1] != self.n_features_in_:
             raise InvalidInput(
                 f"X has {X.shape[1]} features, but MLPClassifier is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        with np.errstate(over="ignore", invalid="ignore"):  # refused below, without warnings
-            Xs = standardize(X, self.mean_, self.std_, np.float64, scale=1.0)
-            whiten = getattr(self, "whiten_", None)
-            if whiten is not None:
-                apply_whitening(Xs, whiten)
-            Xs = Xs.astype(dt, copy=False)
         try:
-            check_range(Xs, "X")
+            return self.transform_(X, dt)
         except DataError as e:
             raise InvalidInput(str(e)) from None
-        return Xs
 
     def _encode(self, y: np.ndarray) -> np.ndarray:
         idx = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)

@@ -25,11 +25,11 @@ import numpy as np
 
 from mlplab.config import Config
 from mlplab.data import RawDataset, Splits
-from mlplab.data.prepared import recipe_splits
 from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.fileio import atomic_write_json
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
+from mlplab.train.prepared import recipe_splits
 from mlplab.train.reuse import Cache
 from mlplab.train.trainer import Trainer
 

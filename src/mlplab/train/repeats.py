@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from mlplab.config import Config, apply_overrides
-from mlplab.data.prepared import load_split
 from mlplab.errors import TrainingDiverged
+from mlplab.train.prepared import load_split
 
 
 def train_seeds(cfg: Config, root: Path, repeats: int = 1) -> tuple[dict[str, Any], float]:
     """Train ``cfg`` ``repeats`` times (seeds ``s, s+1, ...``) on the splits prepared under
-    ``root`` (:mod:`mlplab.data.prepared`); the runs' attributes and their score.
+    ``root`` (:mod:`mlplab.train.prepared`); the runs' attributes and their score.
 
     Training ``r`` is exactly ``mlplab train`` with seed ``s + r``; the score is the mean
     validation accuracy. A diverged training scores the trial 0 (attribute ``diverged``):

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.config import Config
-from mlplab.data import RawDataset
+from mlplab.data import RawDataset, data_fingerprint
 from mlplab.errors import MlplabError
 from mlplab.fileio import atomic_write_json, parse_json, read_json, read_regular
-from mlplab.train.rundir import data_fingerprint
 
 #: The record of the experiment in a directory: its kind, key, result file and state.
 RECORD = "experiment.json"

@@ -22,7 +22,6 @@ import numpy as np
 from mlplab import __version__, faults
 from mlplab.config import Config, config_from_dict
 from mlplab.data import RawDataset, Splits, load_data, locate_data
-from mlplab.data.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import atomic_write_json, prepare_out_dir, read_json
 from mlplab.machine import blas_threads, check_threads, machine_facts
@@ -31,6 +30,7 @@ from mlplab.nn.serialize import save_network
 from mlplab.train.build import build_network, resolved_n_s, total_updates
 from mlplab.train.checkpoint import AWAY, check_meta, latest_checkpoint, write_checkpoint
 from mlplab.train.metrics import breakdown_on_test, final_metrics, snapshot_metrics
+from mlplab.train.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.train.reuse import Cache, config_hash
 from mlplab.train.rundir import (
     PreviousRun,

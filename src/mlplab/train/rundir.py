@@ -16,36 +16,14 @@ import re
 import secrets
 import shutil
 import stat
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from mlplab import faults
-from mlplab.data import RawDataset
+from mlplab.data import RawDataset, data_fingerprint
 from mlplab.errors import MlplabError
-from mlplab.fileio import atomic_write_json, read_json, read_regular
+from mlplab.fileio import atomic_write_json, file_lock, read_json, read_regular
 from mlplab.train.checkpoint import latest_checkpoint
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, busy: str | Callable[[], str], name: str = "") -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` while the block runs; if another process holds it,
-    fail at once with the message ``busy`` (or ``busy()``). ``name``: ``path`` in other errors."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise MlplabError(busy() if callable(busy) else busy) from None
-    except OSError as e:
-        raise MlplabError(f"cannot lock {name or path}: {e.strerror or e}") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @contextlib.contextmanager
@@ -89,17 +67,6 @@ def default_out(name: str) -> Path:
     safe = re.sub(r"[/\\\x00-\x1f\x7f]", "-", name).strip(" .")
     safe = os.fsdecode(os.fsencode(safe)[:200]).strip(" .")
     return Path("runs") / (safe or "run")
-
-
-def data_fingerprint(raw: RawDataset) -> str:
-    """CRC-32 of every pixel and label, with the sizes (0.1 s for CIFAR-10: a changed image
-    is another data set)."""
-    crc = 0
-    for a in (raw.x_train, raw.y_train, raw.x_test, raw.y_test):
-        arr = np.ascontiguousarray(a)
-        crc = zlib.crc32(f"{arr.shape}{arr.dtype}".encode(), crc)
-        crc = zlib.crc32(arr.data.cast("B"), crc)
-    return f"crc32:{crc:08x}:{len(raw.y_train)}:{len(raw.y_test)}"
 
 
 def run_identity(config_hash: str, raw: RawDataset) -> dict[str, str]:

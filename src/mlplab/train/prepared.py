@@ -70,7 +70,7 @@ def whiten_recipe_splits(splits: Splits, cfg: Config) -> Splits:
     if not cfg.zca_eps:
         return splits
     with blas_threads(cfg.threads):
-        return whiten_splits(splits, cfg.zca_eps)
+        return whiten_splits(splits, cfg.zca_eps, flips=cfg.flip or cfg.flip_average)
 
 
 def prepare_splits(raw: RawDataset, configs: list[Config], root: Path) -> None:
