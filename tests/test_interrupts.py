@@ -42,10 +42,10 @@ DRIVER = textwrap.dedent(
         import mlplab.transform.whiten as module
         mark(module, "_fit")
     elif phase == "data":
-        import mlplab.train.run as module
+        import mlplab.train.phases as module
         mark(module, "load_data")
     elif phase == "evaluation":
-        import mlplab.train.run as module
+        import mlplab.train.phases as module
         mark(module, "final_metrics")
     elif phase == "figures":
         import mlplab.report.plots as module

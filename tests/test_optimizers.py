@@ -22,7 +22,7 @@ from mlplab.errors import ConfigError
 from mlplab.machine import blas_threads
 from mlplab.nn.layers import LAYERS
 from mlplab.optim.optimizers import BLOCK, OPTIMIZERS, Adam, Optimizer, make_optimizer
-from mlplab.train.run import build_network
+from mlplab.train.build import build_network
 from mlplab.train.trainer import Trainer
 
 

@@ -12,7 +12,7 @@ from helpers import synthetic_raw
 
 from mlplab.cli import cli
 from mlplab.config import Config, load_recipe
-from mlplab.train import run as run_mod
+from mlplab.train import phases as run_mod
 from mlplab.train.reuse import RECORD, Cache, content_key
 from mlplab.train.run import cached_experiment
 from mlplab.train.sensitivity import run_sensitivity

@@ -518,7 +518,7 @@ def test_repeats_train_consecutive_seeds_and_average(tmp_path: Path) -> None:
     from mlplab.search.runner import stage_configs
     from mlplab.train.prepared import load_split, prepare_splits
     from mlplab.train.repeats import train_seeds
-    from mlplab.train.run import train_on_splits
+    from mlplab.train.trainer import train_on_splits
 
     sets = {**parse_set_options(TINY[1::2]), "seed": "5"}
     cfg = load_recipe("assignment2/search", sets)

@@ -14,7 +14,8 @@ from mlplab.data import make_splits
 from mlplab.errors import ConfigError, ModelFileError
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import load_network, save_network
-from mlplab.train.run import build_network, run_experiment
+from mlplab.train.build import build_network
+from mlplab.train.run import run_experiment
 from mlplab.train.trainer import Trainer
 
 
@@ -213,11 +214,11 @@ def test_keep_best_restores_best_validation_weights_and_early_stop():
 def test_batches_gathered_ahead_are_the_rows_asked_for():
     """BatchGather: a prefetched batch, a batch not prefetched (a new epoch) and the other
     buffer left alone while the next one is gathered."""
-    from mlplab.train.trainer import BatchGather
+    from mlplab.train.gather import BatchGather
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 7)).astype(np.float32)
-    g = BatchGather(X, 5)
+    g = BatchGather(X, 5, ahead=True)
     try:
         perm = rng.permutation(50)
         first = g.take(0, perm[:5])
@@ -227,7 +228,7 @@ def test_batches_gathered_ahead_are_the_rows_asked_for():
         second = g.take(1, perm[5:10])
         np.testing.assert_array_equal(second, X[perm[5:10]])
         np.testing.assert_array_equal(first, kept)  # the other buffer was not touched
-        assert second is not first
+        assert second is not first and g.pending is None
         other = rng.permutation(50)[:5]  # a step with no prefetch (e.g. a new epoch)
         np.testing.assert_array_equal(g.take(2, other), X[other])
     finally:

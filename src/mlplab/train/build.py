@@ -215,3 +215,12 @@ def build_network(cfg: Config, d_in: int, n_classes: int, rng: np.random.Generat
         layers=cfg.layers or None,
         dtype=cfg.dtype,
     )
+
+
+def resolved_config(cfg: Config, n_train: int) -> dict[str, Any]:
+    """``cfg`` as a dict with the derived quantities of a run on ``n_train`` rows filled in."""
+    d = cfg.to_dict()
+    d["n_s_resolved"] = resolved_n_s(cfg, n_train)
+    d["total_updates"] = total_updates(cfg, n_train)
+    d["n_train_samples"] = n_train
+    return d

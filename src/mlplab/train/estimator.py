@@ -27,6 +27,7 @@ from mlplab.images import ImageShape
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import legacy_shape
 from mlplab.train.build import build_network, image_needs
+from mlplab.train.gather import gather_ahead
 from mlplab.train.trainer import Trainer
 from mlplab.transform import InputTransform, mirror_for
 
@@ -332,7 +333,14 @@ class MLPClassifier:
             yv = self._encode(_labels(y_val, Xv.shape[0]))
         rng = np.random.default_rng(cfg.seed)
         self.network_: Network = build_network(cfg, X.shape[1], len(self.classes_), rng)
-        trainer = Trainer(self.network_, cfg, rng, progress=self.progress, image_shape=shape)
+        trainer = Trainer(
+            self.network_,
+            cfg,
+            rng,
+            progress=self.progress,
+            image_shape=shape,
+            prefetch=gather_ahead(cfg.threads),
+        )
         self.history_ = trainer.fit(Xs, y_idx.astype(np.int64), Xv, yv)
         self.n_updates_ = trainer.step
         return self

@@ -29,6 +29,8 @@ from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.fileio import atomic_write_json
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
+from mlplab.train.build import build_network
+from mlplab.train.gather import gather_ahead
 from mlplab.train.prepared import recipe_splits
 from mlplab.train.reuse import Cache
 from mlplab.train.trainer import Trainer
@@ -61,8 +63,6 @@ def lr_range_test(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the range test of ``cfg``'s network; write ``lr_range.png`` and ``lr_range.json``."""
-    from mlplab.train.run import build_network
-
     if not len(splits.x_val):
         raise ConfigError("the range test scores the validation split: use a split with one")
     n = splits.x_train.shape[0]
@@ -81,7 +81,13 @@ def lr_range_test(
     schedule = Ramp(lr_min, lr_max, total, mode)
     net = build_network(run_cfg, splits.x_train.shape[1], len(splits.classes), rng)
     trainer = Trainer(
-        net, run_cfg, rng, progress=progress, schedule=schedule, image_shape=splits.image_shape
+        net,
+        run_cfg,
+        rng,
+        progress=progress,
+        schedule=schedule,
+        image_shape=splits.image_shape,
+        prefetch=gather_ahead(run_cfg.threads),
     )
     diverged_at = None
     try:

@@ -16,6 +16,7 @@ import numpy as np
 from mlplab.config import Config, apply_overrides
 from mlplab.errors import TrainingDiverged
 from mlplab.train.prepared import load_split
+from mlplab.train.trainer import train_on_splits
 
 
 def train_seeds(cfg: Config, root: Path, repeats: int = 1) -> tuple[dict[str, Any], float]:
@@ -26,8 +27,6 @@ def train_seeds(cfg: Config, root: Path, repeats: int = 1) -> tuple[dict[str, An
     validation accuracy. A diverged training scores the trial 0 (attribute ``diverged``):
     a result, not a failure, so the slot is not retried forever.
     """
-    from mlplab.train.run import train_on_splits
-
     wall, base = time.perf_counter(), cfg
     attrs: dict[str, Any] = {}
     vals, trains, seconds = [], [], 0.0

@@ -1,22 +1,22 @@
-"""Mini-batch gradient descent with per-epoch reshuffling.
+"""Mini-batch gradient descent with per-epoch reshuffling: the training loop.
 
 Every epoch draws one permutation of the training rows from the run's
 generator; mini-batch ``b`` of the epoch is rows ``perm[b*B:(b+1)*B]``, gathered
-into one of two preallocated buffers (no per-step allocation of batch arrays; the
-next batch is gathered while the current one computes, see :class:`BatchGather`). An epoch
+into one of two preallocated buffers (:mod:`mlplab.train.gather`). An epoch
 has ``floor(n / B)`` updates; the few rows left over by a permutation are seen
 in other epochs. The learning rate of update ``t`` (counted from 0) is
-``schedule(t)``. The history is recorded at step 0, every ``record_every``
-updates and at the end.
+``schedule(t)``.
 
 An update is the network's backward pass with the gradient scale the optimiser
 asks for, then ``optimizer.step``: the optimiser owns the update, L2 term included
 (see :mod:`mlplab.optim.optimizers`; plain SGD takes its update straight from the
-weight-gradient GEMM).
+weight-gradient GEMM). After an update the loop calls its strategies
+(:mod:`mlplab.train.callbacks`): the cycle's snapshot, the history point with the best
+validation score and early stopping, then ``on_step`` (a run's checkpoints).
 
 The trainer's whole state (step, current permutation, generator state,
-optimiser state, history) is available as :meth:`Trainer.state` so that a run
-can be checkpointed and resumed bit for bit.
+optimiser state, history, the strategies' state) is available as :meth:`Trainer.state` so
+that a run can be checkpointed and resumed bit for bit.
 """
 
 from __future__ import annotations
@@ -24,25 +24,30 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from mlplab.config import Config
+from mlplab.data import Splits
 from mlplab.errors import ConfigError, TrainingDiverged
 from mlplab.images import CIFAR10_SHAPE, ImageShape
+from mlplab.machine import blas_threads
 from mlplab.nn.network import Network
 from mlplab.optim.optimizers import Optimizer
 from mlplab.optim.schedules import Cyclic, Schedule
 from mlplab.train.build import (
     build_augmentations,
+    build_network,
     build_optimizer,
     build_schedule,
     resolved_n_s,
     total_updates,
 )
+from mlplab.train.callbacks import History, Snapshots, ValidationWatch
+from mlplab.train.gather import BatchGather, gather_ahead
+from mlplab.train.metrics import final_metrics
 
 
 def record_interval(cfg: Config, n_train: int) -> int:
@@ -55,58 +60,16 @@ def record_interval(cfg: Config, n_train: int) -> int:
     return max(1, n_train // cfg.batch_size)
 
 
-class BatchGather:
-    """Mini-batches of ``X`` gathered into two alternating buffers of ``B`` rows.
-
-    While one update computes, a helper thread gathers the rows of the next one when they
-    are known, that is within an epoch (the next epoch's permutation is drawn from the run's
-    generator only when it starts); NumPy releases the GIL inside ``np.take``. It only moves
-    data: no number changes. The trainer gathers ahead only with 1 BLAS thread, when the
-    second core is free: with 2 the helper competes with the BLAS threads (3072-50-10: 0.35 s
-    per epoch gathering in the training thread, 0.38 s ahead; with 1 BLAS thread 0.43 and
-    0.42 s).
-    """
-
-    def __init__(self, X: np.ndarray, B: int) -> None:
-        self.X = X
-        self.buffers = [np.empty((B, X.shape[1]), dtype=X.dtype) for _ in range(2)]
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlplab-gather")
-        self.pending: tuple[int, Future[None]] | None = None
-
-    def _gather(self, idx: np.ndarray, out: np.ndarray) -> None:
-        # mode="clip": with the default "raise", numpy gathers into a fresh temporary and
-        # copies it into ``out`` (twice the traffic plus an allocation per step); indices from
-        # a permutation are always in range.
-        np.take(self.X, idx, axis=0, out=out, mode="clip")
-
-    def take(self, step: int, idx: np.ndarray) -> np.ndarray:
-        """The rows ``idx`` of update ``step``, in that update's buffer."""
-        out = self.buffers[step % 2]
-        if self.pending is not None and self.pending[0] == step:
-            self.pending[1].result()
-        else:
-            self._gather(idx, out)
-        self.pending = None
-        return out
-
-    def prefetch(self, step: int, idx: np.ndarray) -> None:
-        """Start gathering the rows ``idx`` of update ``step`` (the next one)."""
-        self.pending = (step, self.pool.submit(self._gather, idx, self.buffers[step % 2]))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-
 class Trainer:
     """Train ``network`` by the settings of ``cfg`` with the generator ``rng``.
 
-    Callbacks: ``on_record(point)`` with every history point; ``on_cycle_end(k)``
-    after the last update of cycle ``k`` of a cyclic schedule (snapshot
-    ensembles); ``on_step(trainer)`` after every update (checkpoints). ``optimizer``
+    ``on_step(trainer)`` is called after every update (a run's checkpoints). ``optimizer``
     replaces the one the configuration names; its ``l2`` must be the configuration's
     ``lam`` (the recorded cost includes it), and without ``decay_names`` it decays the
-    network's dense weights. ``image_shape``: the geometry of the rows, for the image
-    augmentations (None: flat features, which those refuse).
+    network's dense weights. ``schedule`` replaces the configuration's (the learning-rate
+    range test). ``image_shape``: the geometry of the rows, for the image augmentations
+    (None: flat features, which those refuse). ``prefetch``: gather the next batch in a
+    helper thread (:func:`mlplab.train.gather.gather_ahead` says when that pays).
     """
 
     def __init__(
@@ -118,20 +81,18 @@ class Trainer:
         progress: bool = True,
         optimizer: Optimizer | None = None,
         schedule: Schedule | None = None,
-        on_record: Callable[[dict[str, float]], None] | None = None,
-        on_cycle_end: Callable[[int], None] | None = None,
         on_step: Callable[[Trainer], None] | None = None,
         image_shape: ImageShape | None = CIFAR10_SHAPE,
+        prefetch: bool = False,
     ) -> None:
         self.net = network
         self.image_shape = image_shape
         self.cfg = cfg
         self.rng = rng
         self.progress = progress
-        self.on_record = on_record
-        self.on_cycle_end = on_cycle_end
         self.on_step = on_step
-        self.schedule = schedule  # overrides the configuration's (learning-rate range test)
+        self.prefetch = prefetch
+        self.schedule = schedule
         if optimizer is not None:
             if optimizer.l2 != cfg.lam:
                 raise ConfigError(
@@ -141,38 +102,41 @@ class Trainer:
             optimizer.decay_names = optimizer.decay_names or set(network.decay_names())
         self.optimizer: Optimizer = optimizer or build_optimizer(cfg, network)
         self.augmentations = build_augmentations(cfg, image_shape)
+        self.watch = ValidationWatch(keep_best=cfg.keep_best, patience=cfg.early_stop)
+        self.snapshot_states = Snapshots(0)
         self.history: list[dict[str, float]] = []
-        self.snapshots: list[dict[str, np.ndarray]] = []  # network state at each cycle's end
-        self.best: dict[str, np.ndarray] | None = None  # state of the best validation accuracy
-        self.best_score = -math.inf
-        self.best_step = -1
-        self.stale = 0  # history points since the last improvement
+        self.record_seconds = 0.0  # of the wall time: evaluating the history points
         self.step = 0
         self.stopped_early = False
         self.perm = np.empty(0, dtype=np.int64)
         self.seconds = 0.0  # wall time of fit, history evaluations included
-        self.record_seconds = 0.0  # of which: evaluating the history points
+
+    @property
+    def snapshots(self) -> list[dict[str, np.ndarray]]:
+        """The network's state at each cycle's end (``snapshot_ensemble``)."""
+        return self.snapshot_states.states
+
+    @property
+    def best_step(self) -> int:
+        """The update of the best validation accuracy (-1: none recorded)."""
+        return self.watch.best_step
 
     # -- state for checkpoints ----------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``(json_part, arrays)`` holding everything needed to continue bit for bit."""
-        meta = {
+        meta: dict[str, Any] = {
             "step": self.step,
             "seconds": self.seconds,
             "record_seconds": self.record_seconds,
             "rng_state": self.rng.bit_generator.state,
             "history": self.history,
-            "n_snapshots": len(self.snapshots),
-            "best_score": self.best_score if math.isfinite(self.best_score) else None,
-            "best_step": self.best_step,
-            "stale": self.stale,
         }
         arrays = {f"net/{k}": v for k, v in self.net.state().items()}
         arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
-        for i, snap in enumerate(self.snapshots):
-            arrays.update({f"snap{i}/{k}": v for k, v in snap.items()})
-        if self.best is not None:
-            arrays.update({f"best/{k}": v for k, v in self.best.items()})
+        for part in (self.snapshot_states, self.watch):
+            more, more_arrays = part.state()
+            meta.update(more)
+            arrays.update(more_arrays)
         arrays["perm"] = self.perm.copy()
         return meta, arrays
 
@@ -183,15 +147,8 @@ class Trainer:
             {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
         )
         self.perm = np.array(arrays["perm"], dtype=np.int64)
-        self.snapshots = [
-            {k[len(f"snap{i}/") :]: v for k, v in arrays.items() if k.startswith(f"snap{i}/")}
-            for i in range(int(meta.get("n_snapshots", 0)))
-        ]
-        best = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
-        self.best = best or None
-        self.best_score = -math.inf if meta.get("best_score") is None else meta["best_score"]
-        self.best_step = int(meta.get("best_step", -1))
-        self.stale = int(meta.get("stale", 0))
+        self.snapshot_states.load_state(meta, arrays)
+        self.watch.load_state(meta, arrays)
         self.rng.bit_generator.state = meta["rng_state"]
         self.step = int(meta["step"])
         self.seconds = float(meta["seconds"])
@@ -200,53 +157,36 @@ class Trainer:
 
     # -- one update ---------------------------------------------------------------------------
     def _update(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
+        """One gradient step on the batch ``xb``, ``yb``; returns its loss (finite, or
+        :class:`TrainingDiverged`)."""
         opt = self.optimizer
         scale = opt.grad_scale(lr)
         loss = self.net.loss_grad(
             xb, yb, rng=self.rng, label_smoothing=self.cfg.label_smoothing, scale=scale
         )
         opt.step(self._params, self._grads, lr, scale=scale)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became non-finite at update {self.step} "
+                f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
+            )
         return loss
 
-    def _record(self, X, y, X_val, y_val, lr: float, n: int) -> dict[str, float]:
-        lam, eb = self.cfg.lam, self.cfg.eval_batch
-        # the train curves on the first k samples (a fixed, seeded draw for every split but
-        # the official batch 1, itself in no particular order); the training is unchanged
-        k = self.cfg.record_train_samples or len(X)
-        started = time.perf_counter()
-        tr = self.net.evaluate(X[:k], y[:k], lam, eb)
-        point: dict[str, float] = {
-            "step": self.step,
-            "epoch": self.step / max(1, n // self.cfg.batch_size),
-            "lr": lr,
-            "train_cost": tr["cost"],
-            "train_loss": tr["loss"],
-            "train_accuracy": tr["accuracy"],
-        }
-        if X_val is not None and len(X_val):
-            va = self.net.evaluate(X_val, y_val, lam, eb)
-            point.update(val_cost=va["cost"], val_loss=va["loss"], val_accuracy=va["accuracy"])
-        self.record_seconds += time.perf_counter() - started
-        self._check_finite(lr)
-        if "val_accuracy" in point:
-            if point["val_accuracy"] > self.best_score:
-                self.best_score, self.best_step, self.stale = point["val_accuracy"], self.step, 0
-                if self.cfg.keep_best:
-                    self.best = self.net.state()
-            else:
-                self.stale += 1
-        self.history.append(point)
-        if self.on_record:
-            self.on_record(point)
-        return point
-
-    def _check_finite(self, lr: float) -> None:
-        for name, p in self.net.params().items():
-            if not np.all(np.isfinite(p)):
-                raise TrainingDiverged(
-                    f"parameter {name} became non-finite by update {self.step} "
-                    f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
-                )
+    def _batch(self, batches: BatchGather, y: np.ndarray, stop: int) -> tuple[np.ndarray, ...]:
+        """The augmented mini-batch of the current update (a new epoch draws its permutation),
+        and the next one's rows gathered ahead when they are known."""
+        B, n = self.cfg.batch_size, len(y)
+        per_epoch = n // B
+        b = self.step % per_epoch
+        if b == 0:
+            self.perm = self.rng.permutation(n)
+        idx = self.perm[b * B : (b + 1) * B]
+        xb = batches.take(self.step, idx)
+        if b + 1 < per_epoch and self.step + 1 < stop:
+            batches.prefetch(self.step + 1, self.perm[(b + 1) * B : (b + 2) * B])
+        for aug in self.augmentations:  # in place, in the batch buffer
+            aug(xb, self.rng)
+        return xb, y[idx]
 
     def check_data(self, X: np.ndarray) -> None:
         """Raise :class:`ConfigError` if ``X`` cannot be trained on with this configuration."""
@@ -286,82 +226,70 @@ class Trainer:
     ) -> list[dict[str, float]]:
         """Train on ``X`` ``(n, d)`` / ``y`` ``(n,)`` from the current step to the end.
 
-        Returns the history (also in ``self.history``). ``record=False`` skips all
-        evaluation (benchmarks); ``max_updates`` stops early after that many updates.
+        Returns the history (also in ``self.history``). ``record=False`` evaluates nothing
+        (no history, so no early stopping: benchmarks); ``max_updates`` stops after that
+        many updates.
         """
-        cfg, rng, net = self.cfg, self.rng, self.net
         self.check_data(X)
         n = X.shape[0]
-        B = cfg.batch_size
-        schedule = self.schedule or build_schedule(cfg, n)
-        total = total_updates(cfg, n)
+        schedule = self.schedule or build_schedule(self.cfg, n)
+        total = total_updates(self.cfg, n)
         stop = total if max_updates is None else min(total, self.step + max_updates)
-        every = record_interval(cfg, n)
-        per_epoch = n // B
-        cycle_len = schedule.cycle_length if isinstance(schedule, Cyclic) else 0
-        batches = BatchGather(X, B)
-        ahead = cfg.threads == 1  # gather the next batch in a helper thread (BatchGather)
-        self._params, self._grads = net.params(), net.grads()
-        start = time.perf_counter() - self.seconds
-        if record and self.step == 0 and not self.history:
-            self._record(X, y, X_val, y_val, schedule(0), n)
+        history = self._history(n, total) if record else None
+        if isinstance(schedule, Cyclic) and self.cfg.snapshot_ensemble:
+            self.snapshot_states.cycle_length = schedule.cycle_length
+        data = (X, y, X_val, y_val)
+        if history is not None and self.step == 0 and not self.history:
+            self._record(history, schedule(0), data)
+        batches = BatchGather(X, self.cfg.batch_size, ahead=self.prefetch)
+        self._params, self._grads = self.net.params(), self.net.grads()
         bar = tqdm(
             total=total,
             initial=self.step,
             unit="upd",
             disable=not self.progress,
             mininterval=0.5,
-            desc=cfg.name or "train",
+            desc=self.cfg.name or "train",
             leave=False,
         )
-        # Overflow inside a diverging step is reported by the finiteness checks below as one
-        # clear error; NumPy's own RuntimeWarnings would only add noise before it.
-        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        errstate.__enter__()
-        try:
-            while self.step < stop:
-                if record and cfg.early_stop and self.stale >= cfg.early_stop:
-                    self.stopped_early = True  # checked first: a resumed run stops here too
-                    break
-                b = self.step % per_epoch
-                if b == 0:
-                    self.perm = rng.permutation(n)
-                idx = self.perm[b * B : (b + 1) * B]
-                xb = batches.take(self.step, idx)
-                if ahead and b + 1 < per_epoch and self.step + 1 < stop:  # rows known
-                    batches.prefetch(self.step + 1, self.perm[(b + 1) * B : (b + 2) * B])
-                yb = y[idx]
-                for aug in self.augmentations:  # in place, in the batch buffer
-                    aug(xb, rng)
-                lr = schedule(self.step)
-                loss = self._update(xb, yb, lr)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"the loss became non-finite at update {self.step} "
-                        f"(learning rate {lr:.3g}); lower eta/eta_max or lam"
-                    )
-                self.step += 1
-                bar.update(1)
-                if cycle_len and self.step % cycle_len == 0:
-                    if cfg.snapshot_ensemble:
-                        self.snapshots.append(net.state())
-                    if self.on_cycle_end:
-                        self.on_cycle_end(self.step // cycle_len)
-                if record and (self.step % every == 0 or self.step == total):
-                    pt = self._record(X, y, X_val, y_val, schedule(self.step), n)
-                    if "val_accuracy" in pt:
-                        bar.set_postfix(val_acc=f"{pt['val_accuracy']:.3f}", refresh=False)
+        start = time.perf_counter() - self.seconds
+        # Overflow inside a diverging step is reported by the finiteness checks as one clear
+        # error; NumPy's own RuntimeWarnings would only add noise before it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            try:
+                while self.step < stop:
+                    if history is not None and self.watch.exhausted:
+                        self.stopped_early = True  # checked first: a resumed run stops too
+                        break
+                    xb, yb = self._batch(batches, y, stop)
+                    self._update(xb, yb, schedule(self.step))
+                    self.step += 1
+                    bar.update(1)
+                    self.snapshot_states.after_update(self.step, self.net)
+                    if history is not None and history.due(self.step):
+                        point = self._record(history, schedule(self.step), data)
+                        if "val_accuracy" in point:
+                            bar.set_postfix(val_acc=f"{point['val_accuracy']:.3f}", refresh=False)
+                    self.seconds = time.perf_counter() - start
+                    if self.on_step:
+                        self.on_step(self)
+            finally:
+                batches.close()
+                bar.close()
                 self.seconds = time.perf_counter() - start
-                if self.on_step:
-                    self.on_step(self)
-        finally:
-            batches.close()
-            errstate.__exit__(None, None, None)
-            bar.close()
-            self.seconds = time.perf_counter() - start
-        if self.best is not None and (self.step >= total or self.stopped_early):
-            self.net.set_state(self.best)  # keep_best: end with the best validated weights
+        if self.step >= total or self.stopped_early:
+            self.watch.restore_best(self.net)  # keep_best: end with the best validated weights
         return self.history
+
+    def _history(self, n: int, total: int) -> History:
+        every = record_interval(self.cfg, n)
+        return History(self.cfg, every, total, self.watch, self.record_seconds)
+
+    def _record(self, history: History, lr: float, data: tuple) -> dict[str, float]:
+        point = history.record(self.net, self.step, lr, data)
+        self.history.append(point)
+        self.record_seconds = history.seconds
+        return point
 
     def summary(self, n_train: int) -> dict[str, Any]:
         return {
@@ -370,3 +298,22 @@ class Trainer:
             "train_seconds": self.seconds,
             "record_seconds": self.record_seconds,
         }
+
+
+def train_on_splits(
+    cfg: Config, splits: Splits, rng: np.random.Generator, *, progress: bool = True
+) -> tuple[Network, Trainer, dict[str, Any]]:
+    """Build and train the network of ``cfg`` on ``splits`` under its BLAS threads, with no
+    files (repeats and search trials); return it, its trainer and its metrics."""
+    net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
+    trainer = Trainer(
+        net,
+        cfg,
+        rng,
+        progress=progress,
+        image_shape=splits.image_shape,
+        prefetch=gather_ahead(cfg.threads),
+    )
+    with blas_threads(cfg.threads):
+        trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        return net, trainer, final_metrics(net, cfg, splits)
