@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from mlplab.data import RawDataset
@@ -30,3 +32,18 @@ def synthetic_raw(
         train_batch=None,
         source="synthetic",
     )
+
+
+def assert_drawn(png: os.PathLike[str] | str, min_width: int = 300, min_height: int = 200) -> None:
+    """``png`` is a readable image of at least that size with something drawn on it: more
+    than a few colours and at least 1 % of its pixels away from the background colour."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.width >= min_width and im.height >= min_height, im.size
+        rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+    colours, counts = np.unique(rgb.reshape(-1, 3), axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    drawn = np.abs(rgb - background).sum(axis=2) > 30
+    assert len(colours) > 8 and drawn.mean() > 0.01, (len(colours), drawn.mean())

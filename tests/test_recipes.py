@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mlplab.config import Config, load_recipe, recipe_names
+from mlplab.config import config_from_dict, load_recipe, recipe_names
 
 
 @pytest.mark.parametrize("name", recipe_names())
 def test_every_shipped_recipe_loads(name):
     cfg = load_recipe(name)
-    assert isinstance(cfg, Config)
+    assert config_from_dict(cfg.to_dict()) == cfg  # what run.json stores reads back the same
     assert cfg.total_updates(45_000) >= 1

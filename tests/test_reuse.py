@@ -13,7 +13,7 @@ from helpers import synthetic_raw
 from mlplab.cli import cli
 from mlplab.config import Config, load_recipe
 from mlplab.train import phases as run_mod
-from mlplab.train.reuse import RECORD, Cache, content_key
+from mlplab.train.reuse import RECORD, Cache, config_hash, content_key
 from mlplab.train.run import cached_experiment
 from mlplab.train.sensitivity import run_sensitivity
 
@@ -140,3 +140,11 @@ def test_a_record_that_cannot_be_written_is_one_error(tmp_path):
 
     with pytest.raises(MlplabError, match=f"cannot write {tmp_path / RECORD}"):
         Cache().get(tmp_path, "x", "k", "r.json", lambda resume: {})
+
+
+def test_old_recipes_keep_their_run_names():
+    """The new fields, left off, leave the configuration hash (so checkpoints and caches of
+    earlier versions stay valid): the values computed by the code before they existed."""
+    assert config_hash(load_recipe("assignment2/ex3")) == "3f61b24f0ac7ea4d"
+    assert config_hash(load_recipe("assignment3/3layer-bn")) == "05ee874e785e5a6e"
+    assert config_hash(load_recipe("assignment2/ex3", {"zca_eps": "1"})) != "3f61b24f0ac7ea4d"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import synthetic_raw
+from helpers import assert_drawn, synthetic_raw
 
 from mlplab.config import load_recipe
 from mlplab.train.sensitivity import run_sensitivity
@@ -19,7 +19,7 @@ def test_sensitivity_writes_figure_table_and_reuses_runs(tmp_path):
     )
     raw = synthetic_raw()
     rows = run_sensitivity(cfg, tmp_path, raw, (1e-1, 1e-4), progress=False)
-    assert (tmp_path / "sensitivity.png").stat().st_size > 10_000
+    assert_drawn(tmp_path / "sensitivity.png")
     table = (tmp_path / "sensitivity.md").read_text()
     assert "| 0.0001 |" in table and "with BN" in table
     assert len(rows) == 4 and json.loads((tmp_path / "sensitivity.json").read_text()) == rows
