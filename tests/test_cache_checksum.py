@@ -1,7 +1,7 @@
-"""Same-size corruption of a cached ``.npy`` is detected and the data decoded again (#13).
+"""Same-size corruption of a cached ``.npy`` is detected and the data decoded again.
 
 A flipped byte keeps the file size, shape and dtype, so only the checksum in the
-manifest can tell: without it the damaged pixels were served silently.
+manifest can tell: without it the damaged pixels would be served silently.
 """
 
 from __future__ import annotations

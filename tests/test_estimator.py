@@ -195,7 +195,7 @@ print("ok", [m for m in sys.modules if m.startswith("sklearn")])
 )
 def test_parameters_are_type_checked_strictly(name, value):
     """A float is not silently an int (5.9 -> 5), nor a bool an int (True -> 1), nor a
-    truthy string a bool (issue 24)."""
+    truthy string a bool."""
     X = np.random.default_rng(0).random((40, 12))
     with pytest.raises(ConfigError, match=re.escape(name)):
         MLPClassifier(**{"n_s": 5, name: value}).fit(X, np.arange(40) % 2)

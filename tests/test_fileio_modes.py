@@ -1,7 +1,7 @@
-"""Files mlplab writes get ``0o666 & ~umask``, like any ``open()``; writes stay atomic (#13).
+"""Files mlplab writes get ``0o666 & ~umask``, like any ``open()``; writes stay atomic.
 
-``tempfile.mkstemp`` used to make everything 0600, so a run directory or data
-cache shared with a group could not be read by it.  The umask is process-wide,
+``tempfile.mkstemp`` makes its files 0600, which would keep a run directory or data
+cache shared with a group from being read by it.  The umask is process-wide,
 so every test restores it.
 """
 
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mlplab import fileio
+import mlplab.nn.serialize as model_format
 from mlplab.data import cache as cache_mod
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
@@ -63,7 +64,7 @@ def test_replacing_a_file_applies_the_umask_again(tmp_path, umask):
 
 def test_save_model_files_follow_umask(tmp_path, umask):
     umask(0o027)
-    fileio.save_model(tmp_path / "model", {"arch": "x"}, {"W": np.ones((2, 2))})
+    model_format.save_model(tmp_path / "model", {"arch": "x"}, {"W": np.ones((2, 2))})
     assert _mode(tmp_path / "model.json") == 0o640
     assert _mode(tmp_path / "model.npz") == 0o640
 

@@ -1,4 +1,4 @@
-"""``mlplab compare`` reads results.json files as untrusted (issue 24): each hostile file is
+"""``mlplab compare`` reads results.json files as untrusted: each hostile file is
 one ``error:`` line with exit status 2, at once; a FIFO does not block and a link to
 ``/dev/zero`` is not read. Before, these were tracebacks (a list, no ``step``, a history that
 is not a list, 200,000 levels of nesting) or hangs (a FIFO, ``/dev/zero``)."""

@@ -1,5 +1,5 @@
-"""SIGINT and SIGTERM stop a run promptly in every phase, not only in the training loop
-(issue 24, item 7): while the data load, while whitening (a 3072 x 3072 eigendecomposition,
+"""SIGINT and SIGTERM stop a run promptly in every phase, not only in the training loop:
+while the data load, while whitening (a 3072 x 3072 eigendecomposition,
 one NumPy call of seconds), during the final evaluation and while the figures are drawn.
 
 Each case runs ``mlplab train`` in a child process through a small driver that prints

@@ -1,6 +1,6 @@
-"""Every tool follows the model's shape (issue 23 item 3): model files store the image shape
+"""Every tool follows the model's shape: model files store the image shape
 and the scale; predict, evaluate, weights, misclassified and export work at that shape; the
-figures draw names literally (issue 24 item 3)."""
+figures draw names literally."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Numbers checked where they enter (issue 24, item 5): finite but huge inputs are one clear
+"""Numbers checked where they enter: finite but huge inputs are one clear
 error ("out of range") or finite probabilities, never NaN and class 0 without a word; a
 model with a NaN weight or a zero standard deviation is refused when it is loaded;
 ``--json`` never prints ``NaN``; NumPy's RuntimeWarnings are not printed beside the error

@@ -1,4 +1,4 @@
-"""Any small image or array data set (GitHub issue 23): image folders of any size and depth,
+"""Any small image or array data set: image folders of any size and depth,
 a held-out test part, ``.npz`` arrays read as untrusted files, float features in the splits.
 
 Everything is written to ``tmp_path``; images are a few pixels wide.

@@ -39,6 +39,7 @@ def test_its_links_lead_somewhere():
     assert not missing, missing
 
 
+@pytest.mark.slow  # a few seconds of training
 def test_the_python_example_runs(capsys, tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     (code,) = [b for b in blocks("README.md") if b.lang == "python"]

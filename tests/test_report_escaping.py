@@ -1,4 +1,4 @@
-"""The report page cannot be made to run script by text it shows (issue #13).
+"""The report page cannot be made to run script by text it shows.
 
 Every block of a :class:`Document` gets a hostile string; ``index.html`` is then
 read back with a real HTML parser (``html.parser``) and must contain no element
@@ -160,7 +160,7 @@ def test_markdown_keeps_its_structure(tmp_path):
     assert "![figure" in md and "(run/curves.png)" in md
 
 
-# ------------------------------------------------ report.md itself (issue 24, item 3)
+# ------------------------------------------------ report.md itself
 
 #: Names a user gives runs, classes and data: a pipe, backticks, raw HTML, mathtext, a newline.
 NAMES = ["a|b", "cat`s", "<script>alert(1)</script>", "$x$ and $$y$$", "two\nlines", "``|``"]

@@ -1,10 +1,10 @@
-"""Every file mlplab reads is untrusted, its own included (issue 24).
+"""Every file mlplab reads is untrusted, its own included.
 
 The one JSON reader (:func:`mlplab.fileio.read_json`) refuses special files without blocking,
 links out of the run directory, files over its size limit, nesting over its depth limit,
 ``NaN``/``Infinity``, invalid UTF-8; a checkpoint whose digests were recomputed after an
-edit is checked against its schema before use (an ``n_snapshots`` of 1e9 used to hang,
-``"step": Infinity`` to overflow). Hypothesis fuzzes the reader and the checkpoint check.
+edit is checked against its schema before use (an ``n_snapshots`` of 1e9 would hang,
+``"step": Infinity`` overflow). Hypothesis fuzzes the reader and the checkpoint check.
 A run's default --out is ``runs/<name>`` made safe for a path.
 """
 
@@ -29,6 +29,7 @@ from test_resume import _mlplab, setup  # noqa: F401
 from test_rundir import _train, runs  # noqa: F401
 
 from mlplab import fileio
+import mlplab.nn.serialize as model_format
 from mlplab.errors import MlplabError, ModelFileError
 from mlplab.fileio import read_json
 from mlplab.train.checkpoint import _meta_digest, check_meta
@@ -158,18 +159,18 @@ def test_reader_limits_size_and_links(tmp_path):
 
 
 def test_model_json_and_npz_bomb(tmp_path, monkeypatch):
-    fileio.save_model(tmp_path / "m", {"arch": "x"}, {"W": np.ones((2, 2))})
+    model_format.save_model(tmp_path / "m", {"arch": "x"}, {"W": np.ones((2, 2))})
     (tmp_path / "m.json").write_text('{"format": ' * 100 + "1" + "}" * 100)
     with pytest.raises(ModelFileError, match="nests deeper than 64"):
-        fileio.load_model_files(tmp_path / "m")
-    fileio.save_model(tmp_path / "m", {"arch": "x"}, {"W": np.ones((2, 2))})
+        model_format.load_model_files(tmp_path / "m")
+    model_format.save_model(tmp_path / "m", {"arch": "x"}, {"W": np.ones((2, 2))})
     npz = tmp_path / "m.npz"
     with zipfile.ZipFile(npz, "a", zipfile.ZIP_DEFLATED) as z:
         z.writestr("extra.npy", b"\0" * (8 << 20))  # 8 MB that deflate to ~8 kB
     monkeypatch.setattr(fileio, "NPZ_INFLATE_BYTES", 1 << 20)
     assert npz.stat().st_size < 100_000
     with pytest.raises(ModelFileError, match=r"member 'extra.npy' would inflate from"):
-        fileio.load_model_files(tmp_path / "m")
+        model_format.load_model_files(tmp_path / "m")
 
 
 # ------------------------------------------------------------------------------ fuzzing

@@ -16,6 +16,8 @@ Each name is imported from its module on first use (so ``import mlplab`` stays l
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -59,9 +61,36 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
+#: public functions named like a subpackage: ``mlplab.train`` is the package ``mlplab.train``
+#: and, called, the function ``mlplab.train.run.train`` (Python binds ``mlplab.train`` to the
+#: package as soon as any module in it is imported, so the two must be one object)
+_CALLABLE_PACKAGES = {"train", "gradcheck"}
+
+
+class _CallablePackage(types.ModuleType):
+    """A package that can be called as its public function (``__wrapped__``, imported on
+    first use, so that ``inspect.signature`` and ``help`` show the function's)."""
+
+    @property
+    def __wrapped__(self) -> Any:
+        module, attr = _PUBLIC[self.__name__.rsplit(".", 1)[1]]
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+
+def _callable_package(name: str) -> None:
+    """Called by ``mlplab/<name>/__init__.py``: that package is also the function
+    :data:`_PUBLIC` names for it."""
+    sys.modules[name].__class__ = _CallablePackage
+
+
 def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module 'mlplab' has no attribute {name!r}")
+    if name in _CALLABLE_PACKAGES:
+        return importlib.import_module(f"mlplab.{name}")  # callable: _CallablePackage
     module, attr = _PUBLIC[name]
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value

@@ -6,7 +6,11 @@
   batched (the CLI's default), for any layer that keeps the layer contract;
 - :mod:`~mlplab.gradcheck.autograd`: the same objective back-propagated by PyTorch
   (imported only when asked for).
+
+Called, this package is :func:`~mlplab.gradcheck.check.gradcheck`.
 """
+
+from mlplab import _callable_package
 
 from mlplab.gradcheck.autograd import gradcheck_torch
 from mlplab.gradcheck.check import (
@@ -34,3 +38,5 @@ __all__ = [
     "numerical_gradients_vectorized",
     "relative_error",
 ]
+
+_callable_package(__name__)

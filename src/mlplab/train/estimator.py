@@ -69,7 +69,7 @@ class MLPClassifier:
 
     Every parameter except ``standardize``, ``batch_size``, ``image_shape`` and ``progress``
     is the :class:`~mlplab.config.Config` field of the same name, with the same default
-    and meaning (the README's "Conventions" give the formulas).
+    and meaning (docs/explanations/training.md, "Conventions", gives the formulas).
 
     Parameters
     ----------
@@ -354,7 +354,7 @@ class MLPClassifier:
                 f"{self.n_features_in_} features as input"
             )
         try:
-            return self.transform_(X, dt)
+            return self.transform_(X, dt, what="X")
         except DataError as e:
             raise InvalidInput(str(e)) from None
 

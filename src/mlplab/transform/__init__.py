@@ -96,10 +96,16 @@ class InputTransform:
         )
 
     def __call__(
-        self, x: np.ndarray, dtype: np.dtype | type = np.float32, *, whiten: bool = True
+        self,
+        x: np.ndarray,
+        dtype: np.dtype | type = np.float32,
+        *,
+        whiten: bool = True,
+        what: str = "the data",
     ) -> np.ndarray:
         """The network inputs of rows ``x`` as a new ``(n, d)`` array of ``dtype``:
         :func:`~mlplab.transform.standardize.transform_pixels`, the formula the splits, a
-        saved model and the estimator all compute (``whiten=False``: standardised only)."""
+        saved model and the estimator all compute (``whiten=False``: standardised only;
+        ``what``: the rows' name in an error)."""
         w = self.whiten if whiten else None
-        return transform_pixels(x, self.mean, self.std, w, dtype, scale=self.scale)
+        return transform_pixels(x, self.mean, self.std, w, dtype, scale=self.scale, what=what)

@@ -100,8 +100,9 @@ def transform_pixels(
     whiten: np.ndarray | None,
     dtype: np.dtype | type = np.float32,
     scale: float = 255.0,
+    what: str = "the data",
 ) -> np.ndarray:
-    """Raw rows ``(n, d)`` to network inputs: :func:`standardize` (uint8 pixels in
+    """Raw rows ``(n, d)`` (named ``what`` in an error) to network inputs: :func:`standardize` (uint8 pixels in
     ``dtype``; float features in float64, then cast to ``dtype``), then ``@ whiten`` when
     there is one. The splits and saved models compute exactly this (the ONNX graph the
     same formula in float32). A value that ``dtype`` cannot hold (features of 1e300 in
@@ -114,7 +115,7 @@ def transform_pixels(
             out = standardize(x, mean, std, np.float64, scale=scale).astype(dtype, copy=False)
         if whiten is not None:
             apply_whitening(out, whiten)
-    check_range(out, "the data")
+    check_range(out, what)
     return out
 
 
