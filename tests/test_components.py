@@ -137,6 +137,7 @@ def test_a_new_activation_passes_the_gradient_checks(registered, method):
         assert (err < 1e-6) if ok else (err > 1e-2), (kind, err)
 
 
+@pytest.mark.slow
 def test_a_new_augmentation_from_a_recipe_trains_and_is_ablated(registered, tmp_path):
     Brightness.calls = 0
     cfg, res = _run(tmp_path, "bright", brightness="0.5")

@@ -47,6 +47,7 @@ with warnings.catch_warnings():  # not a BaseEstimator subclass on purpose: skle
     )
 
 
+@pytest.mark.slow
 @_ALL_CHECKS
 def test_sklearn_check(estimator, check):
     check(estimator)
@@ -134,6 +135,7 @@ def test_bad_labels():
         MLPClassifier(n_s=5).fit(X[:50], y[:50], X[50:], np.full(50, "z"))
 
 
+@pytest.mark.slow
 def test_sklearn_tools_use_it():
     X, y, Xt, yt = _data(n_train=300)
     params = {"hidden": [16], "batch_size": 50, "n_s": 30}
@@ -201,6 +203,7 @@ def test_parameters_are_type_checked_strictly(name, value):
         MLPClassifier(**{"n_s": 5, name: value}).fit(X, np.arange(40) % 2)
 
 
+@pytest.mark.slow
 def test_numpy_scalars_work_as_in_a_search_over_arrays():
     """ParameterGrid over NumPy arrays passes np.True_, np.int64, np.float64."""
     X, y, Xt, yt = _data(n_train=300)

@@ -87,6 +87,7 @@ def test_new_run_sets_an_old_runs_checkpoints_aside(runs, ref_a, tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_resume_with_other_data_is_refused(runs, setup, tmp_path):  # noqa: F811
     from test_resume import write_binary_cifar
 

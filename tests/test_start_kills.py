@@ -112,6 +112,7 @@ def test_a_new_start_after_a_killed_one_replaces_the_first_run(runs, a_killed, t
     assert not [q.name for q in out.iterdir() if q.name.startswith(".previous")]
 
 
+@pytest.mark.slow
 def test_full_disk_while_setting_aside_leaves_out_as_it_was(runs, a_killed, tmp_path):  # noqa: F811
     d, data, env, _ref_b = runs
     out = _copy(a_killed, tmp_path)
@@ -124,6 +125,7 @@ def test_full_disk_while_setting_aside_leaves_out_as_it_was(runs, a_killed, tmp_
     assert not [q.name for q in out.iterdir() if q.name.startswith(".previous")]
 
 
+@pytest.mark.slow
 def test_finished_run_overwritten_by_a_killed_start_is_kept(runs, ref_a, tmp_path):  # noqa: F811
     """A finished run, --overwrite started in its directory and killed before the first
     checkpoint: every file of the finished run is back, byte for byte."""
@@ -218,6 +220,7 @@ PLANTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(PLANTED))
 @pytest.mark.parametrize("command", ["train", "resume"])
 def test_planted_files_are_one_error_and_untouched(runs, a_killed, tmp_path, kind, command):  # noqa: F811

@@ -383,6 +383,7 @@ def test_hostile_checkpoint_or_run_json_is_one_error_line(runs, b_killed, tmp_pa
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], p.stderr
 
 
+@pytest.mark.slow
 def test_huge_n_snapshots_stops_promptly_on_sigterm_or_never_starts(runs, b_killed, tmp_path):  # noqa: F811
     """The checkpoint that once hung (SIGTERM could not stop it) is refused before loading."""
     _d, _data, env, _ref_b = runs
