@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from mlplab.data import RawDataset
 
@@ -47,3 +53,41 @@ def assert_drawn(png: os.PathLike[str] | str, min_width: int = 300, min_height: 
     background = colours[counts.argmax()]
     drawn = np.abs(rgb - background).sum(axis=2) > 30
     assert len(colours) > 8 and drawn.mean() > 0.01, (len(colours), drawn.mean())
+
+
+@contextlib.contextmanager
+def headless_chromium(profile: Path, *, log_console: bool = False) -> Iterator[Any]:
+    """A Selenium driver of headless Chromium at 1366x900 (a laptop screen), quit after the
+    block. Skips without chromium and chromedriver, but fails in CI (``.ci/run`` installs
+    them)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not (browser and driver_path):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run)")
+        pytest.skip("chromium/chromedriver not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1366,900",
+        f"--user-data-dir={profile}",
+    ):
+        opts.add_argument(arg)
+    opts.binary_location = browser
+    if log_console:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import headless_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIALS = ["tutorials/assignment2.py", "tutorials/assignment3.py"]
@@ -133,40 +133,11 @@ def test_the_tutorials_show_their_figures(site, tutorial):
     assert "Traceback" not in html
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 @pytest.mark.slow
 def test_the_figures_render_in_headless_chromium(site, tmp_path):
-    found = _chromium()
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run)")
-        pytest.skip("chromium/chromedriver not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1366,900",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        opts.add_argument(arg)
-    opts.binary_location = found[0]
-    driver = webdriver.Chrome(service=Service(found[1]), options=opts)
-    try:
+    with headless_chromium(tmp_path / "profile") as driver:
         for tutorial in TUTORIALS:
             driver.get((site / PAGES[tutorial]).as_uri())
             WebDriverWait(driver, 30).until(
@@ -182,5 +153,3 @@ def test_the_figures_render_in_headless_chromium(site, tmp_path):
             )
             assert figures, f"{tutorial}: no figure in the page"
             assert all(done and width > 0 for done, width in figures), (tutorial, figures)
-    finally:
-        driver.quit()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_drawn
+from helpers import assert_drawn, headless_chromium
 
 from mlplab.cli import cli
 
@@ -159,39 +158,8 @@ def test_every_table_entry_has_a_runner_and_a_renderer():
     assert len(ids) == len(set(ids))  # one directory each
 
 
-def _chromium() -> tuple[str, str] | None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
 def test_page_in_headless_chromium(report, tmp_path):
-    found = _chromium()
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium and chromedriver must be installed in CI (.ci/run)")
-        pytest.skip("chromium/chromedriver not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1366,900",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        opts.add_argument(arg)
-    opts.binary_location = found[0]
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(found[1]), options=opts)
-    try:
+    with headless_chromium(tmp_path / "profile", log_console=True) as driver:
         driver.get((report / "index.html").as_uri())
         images = driver.execute_script(
             "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
@@ -204,8 +172,6 @@ def test_page_in_headless_chromium(report, tmp_path):
         assert_drawn(shot, 800, 600)
         width = driver.execute_script("return document.documentElement.scrollWidth")
         assert width <= 1366  # no horizontal scrolling on a laptop screen
-    finally:
-        driver.quit()
 
 
 def test_inline_markup_renders_in_html():
