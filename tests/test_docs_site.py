@@ -43,6 +43,7 @@ PAGES = {
     "explanations/training.md": "explanations/training/index.html",
     "explanations/gradient-checks.md": "explanations/gradient-checks/index.html",
     "explanations/search.md": "explanations/search/index.html",
+    "explanations/search-samplers.md": "explanations/search-samplers/index.html",
     "explanations/performance.md": "explanations/performance/index.html",
     "explanations/results.md": "explanations/results/index.html",
 }

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlplab import fileio
 import mlplab.nn.serialize as model_format
+from mlplab import fileio
 from mlplab.data import cache as cache_mod
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")

@@ -1081,7 +1081,7 @@ def test_report_keeps_the_results_when_the_figure_fails(
 def test_report_of_two_params_and_a_fine_stage_from_the_command(
     data_dir: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The command of the issue: exit 0 with every result file; the figure drawn, or one
+    """The documented command: exit 0 with every result file; the figure drawn, or one
     warning line saying why not."""
     out = tmp_path / "two"
     args = ["--param", "lam=log:1e-5:1e-1", "--param", "drop_prob=linear:0:0.5"]

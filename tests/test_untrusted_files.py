@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from test_resume import _mlplab, setup  # noqa: F401
 from test_rundir import _train, runs  # noqa: F401
 
-from mlplab import fileio
 import mlplab.nn.serialize as model_format
+from mlplab import fileio
 from mlplab.errors import MlplabError, ModelFileError
 from mlplab.fileio import read_json
 from mlplab.train.checkpoint import _meta_digest, check_meta

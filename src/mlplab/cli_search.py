@@ -72,6 +72,23 @@ _friendly = friendly("interrupted (run the same command again to continue)")
     default=None,
     help="Trainings per fine trial (default: --repeats, or the space file's [fine] repeats).",
 )
+@click.option(
+    "--sampler",
+    default=None,
+    metavar="SAMPLER",
+    help="How trials draw their values: random (the course's slot draws; default, or the "
+    "space file's) or tpe[:N] (Optuna's TPE within each stage's ranges, the first N=10 of a "
+    "stage at random).",
+)
+@click.option(
+    "--pruner",
+    default=None,
+    metavar="PRUNER",
+    help="Stop bad trials on their validation accuracy after each cycle (each epoch without "
+    "a cyclic schedule): none (default, or the space file's), median[:STARTUP[:WARMUP]] "
+    "(below the median of the stage's complete trials; default median:5:0) or "
+    "halving[:MIN[:FACTOR]] (successive halving; default halving:1:3).",
+)
 @sets_option
 @click.option("--seed", type=int, default=None, help="Seed of the parameter draws (default 0).")
 @click.option(
@@ -139,6 +156,8 @@ def search(
     fine_sets: tuple[str, ...],
     repeats: int | None,
     fine_repeats: int | None,
+    sampler: str | None,
+    pruner: str | None,
     sets: tuple[str, ...],
     seed: int | None,
     workers: int,
@@ -152,6 +171,9 @@ def search(
     quiet: bool,
 ) -> None:
     """Two-stage random search (coarse, then fine) of recipe fields, by validation accuracy.
+
+    The course's random draws by default; --sampler tpe asks Optuna's TPE instead, and
+    --pruner stops trials whose validation accuracy falls behind after a cycle.
 
     Trials are kept in an Optuna study (SQLite under --out by default): run the same
     command again after an interruption (even kill -9) and it continues where it
@@ -173,6 +195,8 @@ def search(
         seed=seed,
         repeats=repeats,
         fine_repeats=fine_repeats,
+        sampler=sampler,
+        pruner=pruner,
     )
     old = signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: trials FAIL
     try:
@@ -225,7 +249,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             + (": diverged" if r["diverged"] else f": {_pct_sd(r)}")
             for r in summary["top"][stage]
         )
-        click.echo(f"{stage}: {c['complete']}/{c['budget']} complete; top 3: {tops or '-'}")
+        pruned = f", {c['pruned']} pruned" if "pruned" in c else ""
+        click.echo(f"{stage}: {c['complete']}/{c['budget']} complete{pruned}; top 3: {tops or '-'}")
         if stage == "coarse" and summary["fine_interval"]:
             click.echo(
                 f"fine interval ({summary['fine_rule']}): {', '.join(summary['fine_interval'])}"

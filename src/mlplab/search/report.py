@@ -11,11 +11,12 @@ from mlplab.fileio import atomic_write_bytes, atomic_write_json
 from mlplab.machine import host_line, machine_facts
 from mlplab.report.document import Document, Section, Table, Text, render_markdown
 from mlplab.search.space import STAGES, Param, SearchSpec, smoothed
-from mlplab.search.storage import SLOT, STAGE, best_trial
+from mlplab.search.storage import PRUNED, SLOT, STAGE, best_trial, finished
 
 
-def collect_rows(trials: list[Any]) -> list[dict[str, Any]]:
-    """The COMPLETE search trials, best first (validation accuracy; earlier trial on ties)."""
+def collect_rows(trials: list[Any], pruning: bool = False) -> list[dict[str, Any]]:
+    """The COMPLETE search trials, best first (validation accuracy; earlier trial on ties);
+    with ``pruning``, then the pruned ones, and each row's ``state`` and ``updates``."""
     from optuna.trial import TrialState
 
     rows = [
@@ -31,32 +32,66 @@ def collect_rows(trials: list[Any]) -> list[dict[str, Any]]:
             "seconds": float(t.user_attrs.get("seconds", float("nan"))),
             "diverged": bool(t.user_attrs.get("diverged")),
             "threads": (t.user_attrs.get("owner") or {}).get("threads"),
+            **({"state": _state(t), "updates": t.user_attrs.get("updates")} if pruning else {}),
         }
         for t in trials
-        if t.state == TrialState.COMPLETE and STAGE in t.user_attrs and t.value is not None
+        if (t.state == TrialState.COMPLETE or (pruning and finished(t)))
+        and STAGE in t.user_attrs
+        and t.value is not None
     ]
-    return sorted(rows, key=lambda r: (r["diverged"], -r["val_accuracy"], r["trial"]))
+
+    def key(r: dict[str, Any]) -> tuple[bool, bool, float, int]:
+        pruned = r.get("state", "complete") != "complete"
+        return pruned, r["diverged"], -r["val_accuracy"], r["trial"]
+
+    return sorted(rows, key=key)
+
+
+def _state(trial: Any) -> str:
+    """``complete``, or where the pruner stopped the trial: ``pruned at cycle 1`` (``run 2
+    cycle 1`` when a trial trains several times)."""
+    p = trial.user_attrs.get(PRUNED)
+    if not p:
+        return "complete"
+    unit = "cycle" if "cycle" in p else "epoch"
+    run = f"run {p['run'] + 1} " if len(trial.user_attrs.get("seeds", [0])) > 1 else ""
+    return f"pruned at {run}{unit} {p[unit]}"
+
+
+def _done(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of COMPLETE trials (all rows without pruning)."""
+    return [r for r in rows if r.get("state", "complete") == "complete"]
+
+
+def _of(rows: list[dict[str, Any]], stage: str) -> list[dict[str, Any]]:
+    return [r for r in rows if r["stage"] == stage]
 
 
 def _pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.2f}"
 
 
-def _table(rows: list[dict[str, Any]], params: tuple[Param, ...]) -> Table:
+def _rank(i: int, r: dict[str, Any]) -> str:
+    """A complete trial's rank; none for a pruned one (never a candidate for the best)."""
+    return str(i) if r.get("state", "complete") == "complete" else ""
+
+
+def _table(rows: list[dict[str, Any]], params: tuple[Param, ...], pruning: bool) -> Table:
     multi = any(r["runs"] > 1 for r in rows)
     head = ["rank", "stage", "trial", *(p.name for p in params), "val. accuracy (%)"]
     body = []
     for i, r in enumerate(rows, 1):
-        cells = [str(i), r["stage"], str(r["trial"])]
+        cells = [_rank(i, r), r["stage"], str(r["trial"])]
         cells += [p.format(r["params"][p.name]) if p.name in r["params"] else "" for p in params]
         cells.append("diverged" if r["diverged"] else _pct(r["val_accuracy"]))
-        body.append(
-            [*cells, *([str(r["runs"]), _pct(r["val_sd"])] if multi else []), f"{r['seconds']:.1f}"]
-        )
-    return Table([*head, *(["runs", "sd (%)"] if multi else []), "seconds"], body)
+        cells += [str(r["runs"]), _pct(r["val_sd"])] if multi else []
+        cells += [r["state"], str(r["updates"] or "")] if pruning else []
+        body.append([*cells, f"{r['seconds']:.1f}"])
+    more = ["state", "updates"] if pruning else []
+    return Table([*head, *(["runs", "sd (%)"] if multi else []), *more, "seconds"], body)
 
 
-def _csv(rows: list[dict[str, Any]], params: tuple[Param, ...]) -> str:
+def _csv(rows: list[dict[str, Any]], params: tuple[Param, ...], pruning: bool) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
@@ -71,13 +106,14 @@ def _csv(rows: list[dict[str, Any]], params: tuple[Param, ...]) -> str:
             "val_sd",
             "seconds",
             "diverged",
+            *(["state", "updates"] if pruning else []),
         ]
     )
     for i, r in enumerate(rows, 1):
         sd = "" if r["val_sd"] is None else repr(r["val_sd"])
         w.writerow(
             [
-                i,
+                _rank(i, r),
                 r["stage"],
                 r["trial"],
                 r["slot"],
@@ -87,6 +123,7 @@ def _csv(rows: list[dict[str, Any]], params: tuple[Param, ...]) -> str:
                 sd,
                 f"{r['seconds']:.3f}",
                 int(r["diverged"]),
+                *([r["state"], r["updates"] or ""] if pruning else []),
             ]
         )
     return buf.getvalue()
@@ -159,7 +196,9 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    rows = collect_rows(trials)
+    pruning = spec.pruner != "none"
+    table_rows = collect_rows(trials, pruning)
+    rows = _done(table_rows)  # pruned trials: in the table, never the best nor in the plot
     space: list[dict[str, Any]] = next(
         (t.user_attrs["space"] for t in trials if t.user_attrs.get(STAGE) == "fine"), []
     )
@@ -171,6 +210,11 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
             for st in states
         }
         | {"budget": spec.stage_trials(s)}
+        | (
+            {"pruned": sum(r["stage"] == s for r in table_rows) - len(_of(rows, s))}
+            if pruning
+            else {}
+        )
         for s in STAGES
     }
     chosen = best_trial(study)
@@ -200,11 +244,24 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
         "smoothing": _smoothing(rows, spec),
         "machine": host,
     }
+    how = ""  # the course's search (random draws, no pruning) says nothing of them
+    if pruning or spec.sampler != "random":
+        summary.update(sampler=spec.sampler, pruner=spec.pruner)
+        how = f"; sampler {spec.sampler}, pruner {spec.pruner}"
+    if pruning:
+        summary["pruned"] = {
+            s: [r for r in _of(table_rows, s) if r["state"] != "complete"] for s in STAGES
+        }
     text = [
-        f"Space {', '.join(summary['space'])}; fine rule {summary['fine_rule']}"
+        f"Space {', '.join(summary['space'])}{how}; fine rule {summary['fine_rule']}"
         + (f" -> fine {', '.join(summary['fine_interval'])}" if fine else "")
         + "; complete: "
         + ", ".join(f"{s} {counts[s]['complete']}/{counts[s]['budget']}" for s in STAGES)
+        + (
+            "; pruned: " + ", ".join(f"{s} {counts[s]['pruned']}" for s in STAGES)
+            if pruning
+            else ""
+        )
         + "."
     ]
     if best:
@@ -230,11 +287,11 @@ def write_report(study: Any, spec: SearchSpec, out: Path) -> dict[str, Any]:
     doc = Document(
         f"Search `{study.study_name}`",
         "",
-        [Section("Trials", [*map(Text, text), _table(rows, spec.params)])],
+        [Section("Trials", [*map(Text, text), _table(table_rows, spec.params, pruning)])],
     )
     # the results first: a figure that cannot be drawn must not cost the study's table
     atomic_write_json(out / "search.json", summary)
-    atomic_write_bytes(out / "search.csv", _csv(rows, spec.params).encode())
+    atomic_write_bytes(out / "search.csv", _csv(table_rows, spec.params, pruning).encode())
     atomic_write_bytes(out / "search.md", render_markdown(doc).encode())
     try:
         _plot(summary, rows, spec, fine, out / "search.png")

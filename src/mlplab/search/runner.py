@@ -4,7 +4,7 @@ Each slot's values are enqueued once and every worker runs ``study.optimize``; O
 heartbeat fails a dead worker's trial, :func:`.storage.retry_stale` re-enqueues it. Ours: the
 fine stage is enqueued when the coarse one is COMPLETE, a slot's later duplicate is pruned
 untrained, the sole command of a SQLite study retries a killed one's trials at once, and the
-splits are prepared once for every worker (see docs/search.md).
+splits are prepared once for every worker (see docs/explanations/search.md).
 """
 
 from __future__ import annotations
@@ -32,13 +32,23 @@ from mlplab.errors import ConfigError, MlplabError
 from mlplab.fileio import file_lock, prepare_out_dir
 from mlplab.machine import check_threads, run_processes, usable_cores
 from mlplab.search.report import write_report
-from mlplab.search.space import STAGES, Param, SearchSpec, draw, fine_params, load_spec
+from mlplab.search.space import (
+    STAGES,
+    STRATEGY_DEFAULTS,
+    Param,
+    SearchSpec,
+    draw,
+    fine_params,
+    load_spec,
+)
 from mlplab.search.storage import (
+    PRUNED,
     SLOT,
     STAGE,
     check_study_name,
     default_storage,
     default_study_name,
+    finished,
     follow_up,
     open_storage,
     open_study,
@@ -47,10 +57,16 @@ from mlplab.search.storage import (
     sqlite_path,
     storage_errors,
 )
+from mlplab.search.strategies import make_pruner, make_sampler, reporter
 from mlplab.train import prepared
 from mlplab.train.repeats import train_seeds
 
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+
+
+def taken(trial: Any) -> bool:
+    """Whether ``trial`` holds its slot: WAITING, RUNNING, COMPLETE or pruned by the pruner."""
+    return trial.state in LIVE or finished(trial)
 
 
 @dataclass
@@ -85,17 +101,18 @@ def _slot(trials: list[Any], stage: str, slot: int | None = None) -> list[Any]:
 
 
 def open_stage(trials: list[Any], spec: SearchSpec) -> str | None:
-    """The first stage with a slot that has no COMPLETE trial, or ``None``."""
+    """The first stage with a slot that has no COMPLETE (or pruned) trial, or ``None``."""
     for stage in STAGES:
-        done = {t.user_attrs[SLOT] for t in _slot(trials, stage) if t.state == TrialState.COMPLETE}
+        done = {t.user_attrs[SLOT] for t in _slot(trials, stage) if finished(t)}
         if any(k not in done for k in range(spec.stage_trials(stage))):
             return stage
     return None
 
 
 def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials: list[Any]) -> None:
-    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING or COMPLETE trial (the
-    fine stage's space follows from the COMPLETE coarse trials, one per slot)."""
+    """Enqueue every slot of ``stage`` that has no WAITING, RUNNING, COMPLETE or pruned trial
+    (the fine stage's space follows from the COMPLETE coarse trials, one per slot): with its
+    values (``random``), or none, for the trial to ask the sampler (``tpe``)."""
     params = spec.params
     if stage == "fine":
         complete = [t for t in _slot(trials, "coarse") if t.state == TrialState.COMPLETE]
@@ -103,11 +120,13 @@ def enqueue_stage(study: Any, spec: SearchSpec, cfg: Config, stage: str, trials:
         params = fine_params(spec, [(done[k].params, done[k].value) for k in sorted(done)])
     for slot in range(spec.stage_trials(stage)):
         mine = _slot(trials, stage, slot)
-        if any(t.state in LIVE for t in mine):
+        if any(taken(t) for t in mine):
             continue
-        values = draw(params, spec.seed, stage, slot)
         attrs: dict[str, Any] = {STAGE: stage, SLOT: slot, "space": [p.to_dict() for p in params]}
-        attrs["overrides"] = {p.name: p.override(values[p.name], cfg) for p in params}
+        values: dict[str, Any] = {}
+        if spec.sampler == "random":
+            values = draw(params, spec.seed, stage, slot)
+            attrs["overrides"] = {p.name: p.override(values[p.name], cfg) for p in params}
         if failed := sorted(t.number for t in mine if t.state == TrialState.FAIL):
             attrs["retry_of"] = failed
         study.enqueue_trial(values, user_attrs=attrs)
@@ -124,23 +143,38 @@ def _objective(plan: Plan, cfg: Config, say: Any, discarded: list[int]) -> Any:
             trial.set_user_attr("spare", True)
             raise optuna.TrialPruned("no queued slot left")
         stage, slot = attrs[STAGE], attrs[SLOT]
-        live = trial.study.get_trials(deepcopy=False, states=LIVE)
+        live = [t for t in trial.study.get_trials(deepcopy=False) if taken(t)]
         if twins := [t.number for t in _slot(live, stage, slot) if t.number < trial.number]:
             trial.set_user_attr("duplicate_of", twins[0])  # enqueued twice: the first one runs
             raise optuna.TrialPruned(f"slot runs in trial {twins[0]}")
         space = [Param.make(**d) for d in attrs["space"]]
-        for p in space:  # the enqueued values, recorded as the trial's parameters
+        for p in space:  # the enqueued values (or the sampler's), the trial's parameters
             suggest = trial.suggest_int if p.integer else trial.suggest_float
             suggest(p.name, p.low, p.high, log=p.log)  # suggest_int casts whole bounds
-        over = {**(spec.fine_set if stage == "fine" else {}), **attrs["overrides"]}
-        result, value = train_seeds(apply_overrides(cfg, over), root, spec.stage_repeats(stage))
+        if "overrides" not in attrs:  # asked the sampler
+            overrides = {p.name: p.override(trial.params[p.name], cfg) for p in space}
+            trial.set_user_attr("overrides", overrides)
+        over = {**(spec.fine_set if stage == "fine" else {}), **trial.user_attrs["overrides"]}
+        runs = spec.stage_repeats(stage)
+        shown = ", ".join(f"{p.name}={p.format(trial.params[p.name])}" for p in space)
+        hook = reporter(trial, runs) if spec.pruner != "none" else None
+        result, value = train_seeds(apply_overrides(cfg, over), root, runs, on_step=hook)
+        stopped = result.get("stopped")
         try:
             for k, v in result.items():
                 trial.set_user_attr(k, v)
+            if stopped:
+                trial.set_user_attr(PRUNED, stopped)
         except UpdateFinishedTrialError:  # failed as stale meanwhile: its retry counts
             discarded.append(trial.number)
             raise
-        shown = ", ".join(f"{p.name}={p.format(trial.params[p.name])}" for p in space)
+        if stopped:
+            say(
+                f"{stage} {slot + 1}/{spec.stage_trials(stage)} (trial {trial.number}) {shown}: "
+                f"{stopped['reason']} (val {100 * stopped['value']:.2f} %, "
+                f"{result['updates']} updates) in {result['wall_seconds']:.1f} s"
+            )
+            raise optuna.TrialPruned(stopped["reason"])
         score = "diverged" if "diverged" in result else f"val {100 * value:.2f} %"
         say(
             f"{stage} {slot + 1}/{spec.stage_trials(stage)} (trial {trial.number}) {shown}: "
@@ -168,7 +202,12 @@ def work(plan: Plan, label: str = "") -> None:
     objective = _objective(plan, cfg, say, discarded)
     try:
         with storage_errors(plan.url):
-            study = optuna.load_study(study_name=plan.study, storage=storage)
+            study = optuna.load_study(
+                study_name=plan.study,
+                storage=storage,
+                sampler=make_sampler(plan.spec.sampler, plan.spec.seed),
+                pruner=make_pruner(plan.spec.pruner),
+            )
             while True:
                 optuna.storages.fail_stale_trials(study)  # also those of other machines
                 trials = study.get_trials(deepcopy=False)
@@ -311,6 +350,11 @@ def run_search(
                 f"{spec.trials} coarse ({spec.repeats} training(s) each) + {spec.fine_trials} "
                 f"fine ({spec.fine_repeats} each) trials, fine rule {spec.fine_rule.to_text()}, "
                 f"{cap} worker(s), {cfg.threads} BLAS thread(s) per training"
+                + "".join(
+                    f", {k} {getattr(spec, k)}"
+                    for k, v in STRATEGY_DEFAULTS.items()
+                    if getattr(spec, k) != v
+                )
             )
             if todo:
                 prepared.prepare_splits(raw, stage_configs(cfg, spec), Path(plan.splits_dir))

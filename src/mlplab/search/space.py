@@ -24,6 +24,10 @@ Value = float | int
 DEFAULT_SPACE = {"trials": 20, "params": {"lam": {"scale": "log", "low": 1e-5, "high": 1e-1}}}
 #: The keys of a space file and of its ``[fine]`` table.
 SPACE_KEYS = {"description", "final", "trials", "seed", "repeats", "params", "fine"}
+SPACE_KEYS |= {"sampler", "pruner"}
+#: Sampler and pruner of the course's search: left out of :meth:`SearchSpec.to_dict`, so that
+#: its settings (a study's, a reproduction's key) are those it has always had.
+STRATEGY_DEFAULTS = {"sampler": "random", "pruner": "none"}
 FINE_KEYS = {"rule", "k", "pad", "h", "trials", "set", "repeats"}
 
 
@@ -212,8 +216,12 @@ class SearchSpec:
     repeats: int = 1
     fine_repeats: int = 1
     final: str = ""  # the recipe that trains the best setting (the follow-up command)
+    sampler: str = "random"  # canonical text (parse_sampler): random, tpe:N
+    pruner: str = "none"  # canonical text (parse_pruner): none, median:S:W, halving:M:F
 
     def __post_init__(self) -> None:
+        if parse_sampler(self.sampler) != self.sampler or parse_pruner(self.pruner) != self.pruner:
+            raise ConfigError(f"not canonical: sampler {self.sampler!r}, pruner {self.pruner!r}")
         names = [p.name for p in self.params]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"the search space needs distinct parameters, got {names}")
@@ -243,7 +251,46 @@ class SearchSpec:
             **{k: getattr(self, k) for k in counts},
             "fine": self.fine_rule.to_dict(),
             "fine_set": dict(self.fine_set),
+            **{k: getattr(self, k) for k, v in STRATEGY_DEFAULTS.items() if getattr(self, k) != v},
         }
+
+
+SAMPLER_HELP = "random (the course's draws, the default) or tpe[:N] (N random trials first)"
+PRUNER_HELP = "none (the default), median[:STARTUP[:WARMUP]] or halving[:MIN[:FACTOR]]"
+
+
+def _numbers(text: str, kinds: tuple[str, ...], defaults: dict[str, tuple[int, ...]]) -> str:
+    """``KIND[:A[:B]]`` with the numbers of ``defaults[KIND]`` filled in, as canonical text."""
+    kind, *rest = [t.strip() for t in str(text).split(":")]
+    if kind not in kinds or len(rest) > len(defaults[kind]):
+        raise ValueError(text)
+    nums = [int(x) for x in rest]
+    return ":".join([kind, *map(str, [*nums, *defaults[kind][len(nums) :]])])
+
+
+def parse_sampler(text: str) -> str:
+    """``random`` or ``tpe[:N]`` as the canonical text (``tpe`` -> ``tpe:10``)."""
+    try:
+        canon = _numbers(text, ("random", "tpe"), {"random": (), "tpe": (10,)})
+        if canon == "random" or int(canon.split(":")[1]) >= 0:
+            return canon
+    except ValueError:
+        pass
+    raise ConfigError(f"sampler must be {SAMPLER_HELP}, not {text!r}")
+
+
+def parse_pruner(text: str) -> str:
+    """``none``, ``median[:STARTUP[:WARMUP]]`` or ``halving[:MIN[:FACTOR]]``, canonical
+    (``median`` -> ``median:5:0``, ``halving`` -> ``halving:1:3``)."""
+    defaults = {"none": (), "median": (5, 0), "halving": (1, 3)}
+    try:
+        canon = _numbers(text, tuple(defaults), defaults)
+        kind, n = canon.split(":")[0], [int(x) for x in canon.split(":")[1:]]
+        if kind == "none" or (kind == "median" and min(n) >= 0) or (n[0] >= 1 and n[1] >= 2):
+            return canon
+    except ValueError:
+        pass
+    raise ConfigError(f"pruner must be {PRUNER_HELP}, not {text!r}")
 
 
 def fine_differs(space: dict[str, Any]) -> bool:
@@ -287,12 +334,14 @@ def build_spec(
     params: tuple[str, ...] | list[str] = (),
     fine_rule: str | None = None,
     fine_set: dict[str, str] | None = None,
+    sampler: str | None = None,
+    pruner: str | None = None,
     **options: int | None,
 ) -> SearchSpec:
     """A :class:`SearchSpec` from space-file ``data`` and command-line overrides: ``params``
     (``NAME=SCALE:LOW:HIGH``) replace the file's; ``options``: ``trials``, ``fine_trials``,
     ``repeats``, ``fine_repeats``, ``seed`` (``trials``, ``repeats``: of both stages unless
-    the fine ones are given)."""
+    the fine ones are given); ``sampler``, ``pruner`` over the file's."""
     table, fine = data.get("params", {}), data.get("fine", {})
     if not isinstance(table, dict) or not isinstance(fine, dict):
         raise ConfigError("search space: [params] and [fine] must be tables")
@@ -322,6 +371,8 @@ def build_spec(
         repeats=repeats,
         fine_repeats=o.get("fine_repeats", o.get("repeats", fine.get("repeats", repeats))),
         final=str(data.get("final", "")),
+        sampler=parse_sampler(sampler or data.get("sampler", "random")),
+        pruner=parse_pruner(pruner or data.get("pruner", "none")),
     )
 
 

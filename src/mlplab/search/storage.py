@@ -18,12 +18,13 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import URL, make_url
 
 from mlplab.errors import MlplabError
-from mlplab.search.space import fine_differs
+from mlplab.search.space import STRATEGY_DEFAULTS, fine_differs
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failure is reported by our error line
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-#: The study's user attribute of the settings it was started with; trial user attributes.
-ATTR_SETTINGS, STAGE, SLOT = "mlplab_search", "stage", "slot"
+#: The study's user attribute of the settings it was started with; trial user attributes
+#: (``pruned``: where the pruner stopped the trial, see :mod:`.strategies`).
+ATTR_SETTINGS, STAGE, SLOT, PRUNED = "mlplab_search", "stage", "slot", "pruned"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -167,6 +168,22 @@ def settings_diff(old: Any, new: Any, at: str = "") -> list[str]:
     return [] if old == new else [f"{at.rstrip('.')}: {old!r} then, {new!r} now"]
 
 
+def finished(trial: Any) -> bool:
+    """Whether ``trial`` took its slot for good: COMPLETE, or PRUNED by the pruner (not a
+    duplicate or spare trial, which are pruned before they train)."""
+    return trial.state == TrialState.COMPLETE or (
+        trial.state == TrialState.PRUNED and PRUNED in trial.user_attrs
+    )
+
+
+def _with_defaults(settings: Any) -> Any:
+    """``settings`` with the default sampler and pruner filled in (a study started before
+    they existed, or with the defaults, has none stored)."""
+    if isinstance(settings, dict) and isinstance(settings.get("space"), dict):
+        return {**settings, "space": {**STRATEGY_DEFAULTS, **settings["space"]}}
+    return settings
+
+
 def open_study(
     name: str, storage: Any, url: str, settings: dict[str, Any], restart: str
 ) -> tuple[Any, str]:
@@ -177,7 +194,9 @@ def open_study(
     kw["sampler"] = optuna.samplers.RandomSampler(0)  # never asked: every trial is enqueued
     study = optuna.create_study(**kw, load_if_exists=True)
     stored = study.user_attrs.get(ATTR_SETTINGS)
-    diffs = [] if stored is None else settings_diff(stored, settings)
+    diffs = (
+        [] if stored is None else settings_diff(_with_defaults(stored), _with_defaults(settings))
+    )
     deleted = ""
     if stored is not None and (restart == "always" or (restart == "changed" and diffs)):
         deleted = "; ".join(diffs[:4]) or "asked for"
@@ -196,7 +215,8 @@ def open_study(
 
 def best_trial(study: Any) -> Any:
     """The COMPLETE, non-diverged trial of highest score (earliest on ties), or ``None``;
-    only fine ones when they train differently (their scores are not comparable)."""
+    only fine ones when they train differently (their scores are not comparable). A pruned
+    trial is never the best: its value is a partial training's."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     done = [t for t in done if STAGE in t.user_attrs and not t.user_attrs.get("diverged")]
     space = (study.user_attrs.get(ATTR_SETTINGS) or {}).get("space", {})

@@ -301,16 +301,23 @@ class Trainer:
 
 
 def train_on_splits(
-    cfg: Config, splits: Splits, rng: np.random.Generator, *, progress: bool = True
+    cfg: Config,
+    splits: Splits,
+    rng: np.random.Generator,
+    *,
+    progress: bool = True,
+    on_step: Callable[[Trainer], None] | None = None,
 ) -> tuple[Network, Trainer, dict[str, Any]]:
     """Build and train the network of ``cfg`` on ``splits`` under its BLAS threads, with no
-    files (repeats and search trials); return it, its trainer and its metrics."""
+    files (repeats and search trials); return it, its trainer and its metrics. ``on_step``:
+    the trainer's (a search trial's reports; it may stop the training by raising)."""
     net = build_network(cfg, splits.x_train.shape[1], len(splits.classes), rng)
     trainer = Trainer(
         net,
         cfg,
         rng,
         progress=progress,
+        on_step=on_step,
         image_shape=splits.image_shape,
         prefetch=gather_ahead(cfg.threads),
     )
