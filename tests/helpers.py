@@ -13,18 +13,26 @@ import numpy as np
 import pytest
 
 from mlplab.data import RawDataset
+from mlplab.images import ImageShape
 
 
 def synthetic_raw(
-    n_train: int = 600, n_test: int = 200, k: int = 10, seed: int = 0, noise: float = 40.0
+    n_train: int = 600,
+    n_test: int = 200,
+    k: int = 10,
+    seed: int = 0,
+    noise: float = 40.0,
+    side: int = 32,
 ) -> RawDataset:
-    """A learnable CIFAR-shaped set: one random mean image per class plus noise."""
+    """A learnable set of ``side`` x ``side`` RGB images (CIFAR-shaped by default): one random
+    mean image per class plus noise. A smaller ``side`` makes whitening (a d x d fit) cheap."""
     rng = np.random.default_rng(seed)
-    means = rng.uniform(60, 190, (k, 3072))
+    shape = ImageShape(side, side, 3)
+    means = rng.uniform(60, 190, (k, shape.size))
 
     def draw(n):
         y = rng.integers(0, k, n)
-        x = np.clip(means[y] + rng.normal(0, noise, (n, 3072)), 0, 255).astype(np.uint8)
+        x = np.clip(means[y] + rng.normal(0, noise, (n, shape.size)), 0, 255).astype(np.uint8)
         return x, y.astype(np.int64)
 
     xt, yt = draw(n_train)
@@ -37,7 +45,25 @@ def synthetic_raw(
         classes=tuple(f"c{i}" for i in range(k)),
         train_batch=None,
         source="synthetic",
+        image_shape=shape,
     )
+
+
+def small_images_npz(path: Path, side: int = 8, n_train: int = 2600, n_test: int = 500) -> Path:
+    """An ``.npz`` of ``side`` x ``side`` RGB images (uint8, ``(N, H, W, 3)``) in 10
+    learnable classes, for a whole pipeline in seconds where CIFAR-10's 3072 values are not
+    the point (its whitening is a 3072 x 3072 fit per run)."""
+    rng = np.random.default_rng(0)
+    means = rng.uniform(60, 190, (10, side, side, 3))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, n)
+        x = np.clip(means[y] + rng.normal(0, 40, (n, side, side, 3)), 0, 255)
+        return x.astype(np.uint8), y
+
+    (x, y), (xt, yt) = draw(n_train), draw(n_test)
+    np.savez(path, x=x, y=y, x_test=xt, y_test=yt)
+    return path
 
 
 def assert_drawn(png: os.PathLike[str] | str, min_width: int = 300, min_height: int = 200) -> None:

@@ -894,10 +894,10 @@ print(" ".join(map(str, got)))
 def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]) -> None:
     """Optuna's queue pop is a read then a write; on SQLite (no SELECT FOR UPDATE) two
     processes could both take one trial. Our storage begins immediate transactions: four
-    processes draining 400 queued trials take each exactly once."""
+    processes draining 160 queued trials take each exactly once."""
     url = default_storage(tmp_path)
     study = optuna.create_study(study_name="pop", storage=open_storage(url))
-    for i in range(400):
+    for i in range(160):
         study.enqueue_trial({"x": i})
     procs = [
         subprocess.Popen(
@@ -907,7 +907,7 @@ def test_sqlite_pops_each_waiting_trial_once(tmp_path: Path, env: dict[str, str]
     ]
     popped = [int(n) for p in procs for n in p.communicate(timeout=TIMEOUT)[0].split()]
     assert [p.returncode for p in procs] == [0, 0, 0, 0]
-    assert sorted(popped) == sorted(set(popped)) and len(popped) == 400
+    assert sorted(popped) == sorted(set(popped)) and len(popped) == 160
 
 
 @pytest.mark.slow

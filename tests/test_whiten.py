@@ -82,11 +82,11 @@ def test_apply_whitening_in_place_by_chunks():
 def test_splits_whiten_train_val_and_test_alike(tmp_path):
     from mlplab.machine import blas_threads
 
-    raw = synthetic_raw(n_train=700, n_test=50)
+    raw = synthetic_raw(n_train=700, n_test=50, side=12)  # 432 values: a cheap whitening fit
     plain = make_splits(raw, "500/100", np.random.default_rng(3))
     with blas_threads(1):  # as the recipe below says (rounding depends on it)
         s = make_splits(raw, "500/100", np.random.default_rng(3), zca_eps=1.0)
-    assert plain.whiten is None and s.whiten.shape == (3072, 3072)
+    assert plain.whiten is None and s.whiten.shape == (432, 432)
     assert s.whiten.dtype == s.x_train.dtype == np.float32
     np.testing.assert_allclose(s.x_train, plain.x_train @ s.whiten, atol=1e-4)
     np.testing.assert_allclose(s.x_val, plain.x_val @ s.whiten, atol=1e-4)
@@ -108,11 +108,11 @@ def test_whitening_after_the_raw_pixels_are_freed_gives_the_same_splits():
     from mlplab.machine import blas_threads
     from mlplab.train.prepared import recipe_splits, whiten_recipe_splits
 
-    raw = synthetic_raw(n_train=700, n_test=50)
+    raw = synthetic_raw(n_train=700, n_test=50, side=12)
     cfg = load_recipe("bonus/best", {"split": "500/100", "seed": "3", "threads": "1"})
     with blas_threads(1):  # by hand: the plain splits, then the matrix fitted and applied
         ref = make_splits(raw, "500/100", np.random.default_rng(3))
-        w = fit_zca(ref.x_train, 1.0, mirror=True).astype(np.float32)
+        w = fit_zca(ref.x_train, 1.0, mirror=raw.image_shape).astype(np.float32)
         x_train, x_val = ref.x_train @ w, ref.x_val @ w
     rng = np.random.default_rng(3)
     later = recipe_splits(raw, cfg, rng, whiten=False)
@@ -154,7 +154,7 @@ def _run(tmp_path, **sets):
 
     base = {"split": "500/100", "n_s": "20", "batch_size": "25", "hidden": "16", "cycles": "1"}
     cfg = load_recipe("bonus/best", base | sets)
-    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0)
+    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0, side=12)
     return raw, run_experiment(cfg, tmp_path / "run", raw=raw, progress=False)
 
 
@@ -229,7 +229,7 @@ def test_ablation_scores_flip_averaging_without_training_again(tmp_path):
         "bonus/best", sets | {"zca_eps": "0.5", "flip_average": "true", "drop_prob": "0"}
     )
     cfg.flip, cfg.translate, cfg.batch_norm, cfg.label_smoothing, cfg.lam = False, 0, False, 0, 0
-    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0)
+    raw = synthetic_raw(n_train=600, n_test=300, noise=70.0, side=12)
     rows = run_ablation(cfg, tmp_path, raw, progress=False)
     removed = [r["removed"] for r in rows]
     assert removed == ["nothing (full recipe)", "snapshot-ensemble", "flip-averaging", "whitening"]
