@@ -17,6 +17,23 @@ epoch's shapes), and ``update s``, the optimiser's 450 steps alone on the case's
 parameters (each the best of 2). Case ``bonus/best`` is built from that shipped recipe
 (network, optimiser, batch norm, dropout, flips, translations, label smoothing, L2, peak
 rate), so it follows the recipe; its whitening and flip averaging happen outside the epoch.
+
+Every case runs at each thread count of ``--threads`` (default 1 and 2: BLAS, PyTorch and
+mlplab's kernels alike), and the table states the performance targets per case and count:
+
+- ``bound s``: the GEMMs alone plus the optimiser's minimal memory traffic (each parameter,
+  gradient and state array read once, each written array written once, at the bandwidth
+  measured here with the same threads); ``/bound`` = mlplab s / bound s, target <= 1.10;
+- ``rest s`` = mlplab s - GEMM s - update s; the non-GEMM part (mlplab s - GEMM s) should be
+  >= 1.7x faster with 2 threads than with 1;
+- ``ratio`` = mlplab / PyTorch in the same run, target <= 0.6;
+- a projection for N = 4, 8, 16 cores (Amdahl's law, each part's serial fraction taken from
+  its measured 1- and 2-thread times), beside PyTorch's measured scaling from 1 to 2 threads
+  projected the same way. It is a projection, not a measurement.
+
+Some hosts set ``OPENBLAS_CORETYPE`` (and ``OPENBLAS_L2_SIZE``) for old OpenBLAS builds; the
+benchmark restarts itself once without both (``--keep-openblas-env`` keeps them), so that
+OpenBLAS picks its own kernel, and the header names the kernel that ran.
 """
 
 from __future__ import annotations
@@ -24,16 +41,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from bench_bounds import bandwidth, project, without_openblas_overrides
 
 from mlplab.config import Config, load_recipe
-from mlplab.machine import host_line, machine_facts
+from mlplab.machine import blas_threads as run_with_threads
+from mlplab.machine import host_line, machine_facts, usable_cores
 from mlplab.nn.network import Network
+from mlplab.train.gather import gather_ahead
 from mlplab.train.trainer import Trainer
 
 N, D, K, B = 45_000, 3072, 10, 100
@@ -176,7 +197,7 @@ def _config(c: Case, seed: int) -> Config:
         n_s=900,
         cycles=1,
         seed=seed,
-        threads=blas_threads(),  # recorded only: the benchmark's BLAS threads are the process's
+        threads=blas_threads(),  # the count main() set; the trainer gathers ahead with 1
     ).validate()
 
 
@@ -184,7 +205,7 @@ def mlplab_epoch(X, y, c: Case, seed) -> float:
     cfg = _config(c, seed)
     rng = np.random.default_rng(seed)
     net = Network.build(D, c.hidden, K, rng=rng, init="he", batch_norm=c.bn, drop_prob=c.drop)
-    tr = Trainer(net, cfg, rng, progress=False)
+    tr = Trainer(net, cfg, rng, progress=False, prefetch=gather_ahead(cfg.threads))  # as a run
     t = time.perf_counter()
     tr.fit(X, y, record=False, max_updates=N // B)
     return time.perf_counter() - t
@@ -264,82 +285,131 @@ def torch_epoch(Xt, yt, c: Case, seed) -> float:
     return time.perf_counter() - t
 
 
+def update_bytes(c: Case) -> int:
+    """The optimiser's minimal memory traffic per step: every parameter, gradient and state
+    element read once, every parameter and state element written once (float32)."""
+    net = Network.build(D, c.hidden, K, rng=np.random.default_rng(0), init="he", batch_norm=c.bn)
+    slots = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}[c.optimizer]
+    return sum(p.size for p in net.params().values()) * 4 * (3 + 2 * slots)
+
+
+HEADER = (
+    f"{'case':<17}{'thr':>4}{'mlplab s':>10}{'torch s':>9}{'ratio':>7}{'vs SGD':>7}"
+    f"{'GEMM s':>8}{'update s':>9}{'rest s':>8}{'bound s':>9}{'/bound':>7}{'%peak':>7}"
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cases", default=",".join(CASES), help=f"among: {', '.join(CASES)}")
+    ap.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2 (at most the cores)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds of rest before each run")
     ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument(
+        "--keep-openblas-env",
+        action="store_true",
+        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE if the environment sets them",
+    )
     args = ap.parse_args()
     names = args.cases.split(",")
     unknown = [n for n in names if n not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {unknown}; choose among {', '.join(CASES)}")
-    threads = blas_threads()
-    torch.set_num_threads(threads)
+    counts = [int(t) for t in args.threads.split(",")]
+    if not all(1 <= t <= usable_cores() for t in counts):
+        ap.error(f"--threads must be in 1..{usable_cores()}, the cores this process may use")
+    if not args.keep_openblas_env:
+        without_openblas_overrides()
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, D), dtype=np.float32)
     y = rng.integers(0, K, N)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    peak = gemm_peak()  # measured again at the end; the larger value is used
-    facts = machine_facts(threads)
-    print(f"host: {host_line(facts)}; numpy {np.__version__}, torch {torch.__version__}")
-    print(f"measured float32 GEMM peak: {peak:.1f} GFLOP/s")
-    rows: dict[str, dict] = {}
+    facts = machine_facts(max(counts))
+    unset = os.environ.get("MLPLAB_BENCH_UNSET")
     print(
-        f"{'case':<20}{'mlplab s':>10}{'torch s':>10}{'ratio':>8}{'vs SGD':>8}{'GFLOP':>8}"
-        f"{'GFLOP/s':>9}{'% peak':>8}{'GEMM s':>8}{'update s':>10}"
+        f"host: {host_line(facts)}; numpy {np.__version__}, torch {torch.__version__}"
+        + (f"; unset for this command: {unset}" if unset else "")
     )
+    peak, bw = {}, {}
+    for n in counts:
+        with run_with_threads(n):
+            peak[n], bw[n] = gemm_peak(), bandwidth()
+        print(
+            f"{n} thread(s): float32 GEMM peak {peak[n]:.1f} GFLOP/s, "
+            f"triad bandwidth {bw[n] / 1e9:.1f} GB/s"
+        )
+    rows: dict[tuple[str, int], dict] = {}
+    scaling = []
+    print(HEADER)
     for name in names:
         c = CASES[name]
-        ours, theirs = [], []
-        mlplab_epoch(X[:2000], y[:2000], c, 0)  # warm-up (page-in, BLAS buffers)
-        for r in range(args.repeats):
-            # a pause before each timed run lets the other library's worker threads stop
-            # spinning (OpenMP and OpenBLAS threads busy-wait for a while after their work)
-            time.sleep(args.pause)
-            ours.append(mlplab_epoch(X, y, c, r))
-            time.sleep(args.pause)
-            theirs.append(torch_epoch(Xt, yt, c, r))
-        m, t = statistics.median(ours), statistics.median(theirs)
-        time.sleep(args.pause)
-        gemm = gemm_seconds(c)
-        time.sleep(args.pause)
-        update = update_seconds(c)
-        flops = epoch_flops([D, *c.hidden, K])
-        sgd = rows.get(SGD_OF.get(name, ""), {}).get("mlplab_s")
-        row = {
-            "case": name,
-            "mlplab_s": m,
-            "torch_s": t,
-            "ratio": m / t,
-            "vs_sgd": m / sgd if sgd else None,
-            "gflop_per_epoch": flops / 1e9,
-            "gflops": flops / m / 1e9,
-            "peak_fraction": flops / m / 1e9 / peak,
-            "gemm_s": gemm,
-            "update_s": update,
-            "mlplab_all": ours,
-            "torch_all": theirs,
-        }
-        rows[name] = row
-        vs = f"{row['vs_sgd']:>8.2f}" if sgd else f"{'':>8}"
-        print(
-            f"{name:<20}{m:>10.3f}{t:>10.3f}{m / t:>8.2f}{vs}{flops / 1e9:>8.1f}"
-            f"{row['gflops']:>9.1f}{100 * row['peak_fraction']:>7.1f}%{gemm:>8.3f}{update:>10.3f}"
-        )
-    peak_after = gemm_peak()
-    if peak_after > peak:
-        print(
-            f"GEMM peak measured again at the end: {peak_after:.1f} GFLOP/s (used above: "
-            f"{peak:.1f}); % peak with it: "
-            + ", ".join(f"{n} {100 * r['gflops'] / peak_after:.1f}%" for n, r in rows.items())
-        )
-        peak = peak_after
+        for n in counts:
+            with run_with_threads(n):
+                torch.set_num_threads(n)
+                rows[name, n] = row = measure(name, c, n, X, y, Xt, yt, args)
+            sgd = rows.get((SGD_OF.get(name, ""), n), {}).get("mlplab_s")
+            row["vs_sgd"] = row["mlplab_s"] / sgd if sgd else None
+            row["bound_s"] = row["gemm_s"] + update_bytes(c) * (N // B) / bw[n]
+            row["vs_bound"] = row["mlplab_s"] / row["bound_s"]
+            row["peak_fraction"] = row["gflops"] / peak[n]
+            print_row(row)
+        if 1 in counts and 2 in counts:
+            scaling.append(project(name, rows[name, 1], rows[name, 2]))
     if args.json:
         with open(args.json, "w") as f:
-            out = {"host": facts, "gemm_peak_gflops": peak, "rows": list(rows.values())}
+            out = {
+                "host": facts,
+                "openblas_unset": unset,
+                "gemm_peak_gflops": peak,
+                "bandwidth_bytes_per_s": bw,
+                "rows": list(rows.values()),
+                "scaling": scaling,
+            }
             json.dump(out, f, indent=2)
+
+
+def measure(name: str, c: Case, n: int, X, y, Xt, yt, args) -> dict:
+    """One case at ``n`` threads: the epochs (medians), the GEMMs alone, the update alone."""
+    ours, theirs = [], []
+    mlplab_epoch(X[:2000], y[:2000], c, 0)  # warm-up (page-in, BLAS buffers, kernels)
+    for r in range(args.repeats):
+        # a pause before each timed run lets the other library's worker threads stop
+        # spinning (OpenMP and OpenBLAS threads busy-wait for a while after their work)
+        time.sleep(args.pause)
+        ours.append(mlplab_epoch(X, y, c, r))
+        time.sleep(args.pause)
+        theirs.append(torch_epoch(Xt, yt, c, r))
+    m, t = statistics.median(ours), statistics.median(theirs)
+    time.sleep(args.pause)
+    gemm = gemm_seconds(c)
+    time.sleep(args.pause)
+    update = update_seconds(c)
+    flops = epoch_flops([D, *c.hidden, K])
+    return {
+        "case": name,
+        "threads": n,
+        "mlplab_s": m,
+        "torch_s": t,
+        "ratio": m / t,
+        "gflop_per_epoch": flops / 1e9,
+        "gflops": flops / m / 1e9,
+        "gemm_s": gemm,
+        "update_s": update,
+        "rest_s": m - gemm - update,
+        "mlplab_all": ours,
+        "torch_all": theirs,
+    }
+
+
+def print_row(r: dict) -> None:
+    vs = f"{r['vs_sgd']:>7.2f}" if r["vs_sgd"] else f"{'':>7}"
+    print(
+        f"{r['case']:<17}{r['threads']:>4}{r['mlplab_s']:>10.3f}{r['torch_s']:>9.3f}"
+        f"{r['ratio']:>7.2f}{vs}{r['gemm_s']:>8.3f}{r['update_s']:>9.3f}{r['rest_s']:>8.3f}"
+        f"{r['bound_s']:>9.3f}{r['vs_bound']:>7.2f}{100 * r['peak_fraction']:>6.1f}%",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Where a training epoch's time goes, by function (cProfile), for one benchmark case.
 
-    python benchmarks/profile_step.py [--case bonus/best] [--updates 200] [--top 14]
+    python benchmarks/profile_step.py [--case bonus/best] [--updates 200] [--top 14] [--threads 1]
 
 Trains ``--updates`` updates of the case (see ``bench_epoch.py``) on random
 CIFAR-shaped data under cProfile and prints the functions with the most own time
 (``tottime``), each as a share of the total: the GEMMs show up inside the layers'
-``forward``/``backward``, the elementwise updates inside the optimiser's ``_update``.
+``forward``/``backward``, the elementwise updates inside the optimiser's ``_update`` (or,
+for large arrays, its compiled kernel, :mod:`mlplab.kernels`). ``--threads`` sets the BLAS
+threads and the kernels' threads alike.
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ import bench_epoch
 import numpy as np
 from bench_epoch import CASES, mlplab_epoch
 
+from mlplab.machine import blas_threads
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", default="bonus/best", choices=list(CASES))
     ap.add_argument("--updates", type=int, default=200)
     ap.add_argument("--top", type=int, default=14)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    with blas_threads(args.threads):
+        profile(args)
+
+
+def profile(args: argparse.Namespace) -> None:
     n = args.updates * 100  # one epoch of that many batches of 100
     bench_epoch.N = n
     rng = np.random.default_rng(0)

@@ -41,14 +41,16 @@ def test_bench_epoch_prints_its_columns_and_writes_json(bench_epoch, tmp_path, m
 
 
 def test_scaling_line_and_amdahl_projection(bench_epoch, capsys):
+    import bench_bounds
+
     one = {"mlplab_s": 3.0, "gemm_s": 2.0, "torch_s": 4.0}
     two = {"mlplab_s": 1.6, "gemm_s": 1.0, "torch_s": 2.5}
-    out = bench_epoch.project("x", one, two)
+    out = bench_bounds.project("x", one, two)
     assert out["non_gemm_speedup"] == pytest.approx(1.0 / 0.6)
     assert out["torch_speedup"] == pytest.approx(1.6)
     # GEMMs perfectly parallel (1 s -> 0.25 s on 4), the rest 20 % serial
     assert out["projected"][4]["mlplab_s"] == pytest.approx(0.5 + 1.0 * (0.2 + 0.8 / 4))
-    assert bench_epoch.amdahl(1.0, 1.0, 16) == 1.0  # no gain from 2 threads: none projected
+    assert bench_bounds.amdahl(1.0, 1.0, 16) == 1.0  # no gain from 2 threads: none projected
     assert "non-GEMM part 1.67x" in capsys.readouterr().out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import platform
 import signal
@@ -28,13 +29,42 @@ from mlplab.errors import ConfigError, MlplabError
 T = TypeVar("T")
 
 
+#: thread counts of the :func:`blas_threads` blocks now open, innermost last
+_RUN_THREADS: list[int] = []
+
+
 @contextlib.contextmanager
 def blas_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` BLAS threads (threadpoolctl), restoring the count after."""
+    """Run the block with ``n`` BLAS threads (threadpoolctl), restoring the count after.
+
+    The parallel elementwise kernels (:mod:`mlplab.kernels`) follow the same count: inside
+    the block :func:`run_threads` is ``n``."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=int(n), user_api="blas"):
-        yield
+        _RUN_THREADS.append(int(n))
+        try:
+            yield
+        finally:
+            _RUN_THREADS.pop()
+
+
+def run_threads() -> int:
+    """The threads a run's work may use: the count of the innermost :func:`blas_threads`
+    block, else the BLAS library's own count when it was first asked (what
+    ``OPENBLAS_NUM_THREADS`` or the core count gave the process), at most
+    :func:`usable_cores`."""
+    if _RUN_THREADS:
+        return _RUN_THREADS[-1]
+    return _process_blas_threads()
+
+
+@functools.cache
+def _process_blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    counts = [int(i.get("num_threads") or 1) for i in threadpool_info() if i["user_api"] == "blas"]
+    return max(1, min(max(counts, default=1), usable_cores()))
 
 
 def usable_cores() -> int:

@@ -10,6 +10,11 @@ Each augmentation declares its recipe ``options`` (:mod:`mlplab.options`); the f
 its switch (``flip = true``, ``translate = 4``, ``cutout = 8``): it runs when that value is
 true or non-zero. They run in the order of :data:`AUGMENTATIONS`. A new one is a subclass
 and one line there; the trainer, the estimator and the ablation read the registry.
+
+The NumPy code is the reference; on a large batch (or with more than one thread,
+:func:`mlplab.kernels.wanted`) flips, translations, crops and cutouts move the same values
+with a compiled kernel, one image per loop iteration, without NumPy's temporaries. The
+random draws are the same, from the same generator, in the same order.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mlplab import kernels
 from mlplab.errors import ConfigError
 from mlplab.images import CIFAR10_SHAPE, ImageShape
 from mlplab.options import Flag, Integer, Option, Real, check_options
@@ -71,7 +77,9 @@ class Flip(Augmentation):
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         img = self.shape.planes(x)  # type: ignore[union-attr]
         rows = np.flatnonzero(rng.random(x.shape[0]) < 0.5)
-        if rows.size:
+        if rows.size and _compiled(img):
+            kernels.flip(img, rows)
+        elif rows.size:
             img[rows] = img[rows, :, :, ::-1]
 
 
@@ -90,7 +98,11 @@ class Translate(Augmentation):
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         k = self.opts["translate"]
         shifts = rng.integers(-k, k + 1, size=(x.shape[0], 2))
-        translate_batch(self.shape.planes(x), shifts, k)  # type: ignore[union-attr]
+        img = self.shape.planes(x)  # type: ignore[union-attr]
+        if _compiled(img):
+            kernels.translate(img, shifts)
+        else:
+            translate_batch(img, shifts, k)
 
 
 class Crop(Augmentation):
@@ -111,6 +123,9 @@ class Crop(Augmentation):
         k = self.opts["crop"]
         img = self.shape.planes(x)  # type: ignore[union-attr]
         n, _, h, w = img.shape
+        if _compiled(img):
+            kernels.crop(img, rng.integers(0, 2 * k + 1, size=(n, 2)), k)
+            return
         padded = np.pad(img, ((0, 0), (0, 0), (k, k), (k, k)), mode="reflect")
         offsets = rng.integers(0, 2 * k + 1, size=(n, 2))
         for i, (dy, dx) in enumerate(offsets):
@@ -135,6 +150,9 @@ class Cutout(Augmentation):
         n, _, h, w = img.shape
         top = np.asarray(rng.integers(0, h, size=n)) - s // 2  # the square's corner
         left = np.asarray(rng.integers(0, w, size=n)) - s // 2
+        if _compiled(img):
+            kernels.cutout(img, top, left, s)
+            return
         for i in range(n):
             y0, x0 = int(top[i]), int(left[i])
             img[i, :, max(y0, 0) : y0 + s, max(x0, 0) : x0 + s] = 0
@@ -152,6 +170,11 @@ class Noise(Augmentation):
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> None:
         x += (rng.standard_normal(x.shape) * self.opts["noise_std"]).astype(x.dtype, copy=False)
+
+
+def _compiled(img: np.ndarray) -> bool:
+    """Whether the images go to a kernel (:func:`mlplab.kernels.wanted`; C-ordered only)."""
+    return kernels.wanted(img.size) and img.flags.c_contiguous
 
 
 def _fits(what: str, k: int, shape: ImageShape, limit: int) -> None:

@@ -18,9 +18,9 @@ costs a :class:`CacheWarning`.
 
 Why a checksum: a memory-mapped file that keeps its size but has flipped bytes
 (bad disk, a stray write, a partial copy) would otherwise be served as pixels
-and silently ruin every training (a damaged file of the right size takes a run from 24.5 % to 11 % accuracy).  The
-checksum is verified on every load.  CRC-32 detects every error burst of up
-to 32 bits and misses random damage with probability 2**-32; it reads the
+and silently ruin every training (a damaged file of the right size takes a run from
+24.5 % to 11 % accuracy).  The checksum is verified on every load.  CRC-32 detects
+every error burst of up to 32 bits and misses random damage with probability 2**-32; it reads the
 184 MB of CIFAR-10 in about 0.08 s (BLAKE2b takes twice as long), which
 keeps a cached load within a budget of +0.2 s.  It protects against
 accidents, not against someone who can also rewrite the manifest.

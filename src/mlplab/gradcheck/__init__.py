@@ -11,7 +11,6 @@ Called, this package is :func:`~mlplab.gradcheck.check.gradcheck`.
 """
 
 from mlplab import _callable_package
-
 from mlplab.gradcheck.autograd import gradcheck_torch
 from mlplab.gradcheck.check import (
     METHODS,

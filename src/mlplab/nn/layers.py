@@ -21,6 +21,11 @@ Conventions shared by every layer (row-major samples):
   layer with zero weights. :data:`LAYERS` maps each ``kind`` to its class: a new
   layer is one class plus one line there (model files, gradient checks and
   training then handle it).
+
+The NumPy code in each method is the formula to read. On large mini-batches (or with more
+than one thread, :func:`mlplab.kernels.wanted`) the bias, ReLU and batch norm run as
+compiled kernels that do the same operations on every element in one vectorised pass: the
+same bits (:mod:`mlplab.kernels`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mlplab import kernels
 from mlplab.errors import ConfigError
 from mlplab.options import Flag, Integer, Option, Real
 
@@ -141,7 +147,11 @@ class Dense(Layer):
     ) -> np.ndarray:
         out = x @ self.params["W"]
         if "b" in self.params:
-            out += self.params["b"]
+            b = self.params["b"]
+            if out.ndim == 2 and out.dtype == b.dtype and kernels.wanted(out.size):
+                kernels.add_bias(out, b)
+            else:
+                out += b
         if train:
             self._x = x
         return out
@@ -182,7 +192,10 @@ class ReLU(Layer):
     def forward(
         self, x: np.ndarray, train: bool = False, rng: np.random.Generator | None = None
     ) -> np.ndarray:
-        out = np.maximum(x, 0)
+        if kernels.wanted(x.size) and x.flags.c_contiguous:
+            out = kernels.relu(x)
+        else:
+            out = np.maximum(x, 0)
         if train:
             self._out = out
         return out
@@ -190,6 +203,12 @@ class ReLU(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._out is None:
             raise RuntimeError("ReLU.backward called before a training forward pass")
+        if (
+            dout.shape == self._out.shape
+            and dout.dtype == self._out.dtype
+            and kernels.wanted(dout.size)
+        ):
+            return kernels.relu_backward(dout, self._out)
         return dout * (self._out > 0)
 
 
@@ -270,6 +289,11 @@ class BatchNorm(Layer):
         n = x.shape[0]
         if n < 2:
             raise ConfigError("batch normalisation needs at least 2 samples per training batch")
+        if x.dtype == gamma.dtype and x.flags.c_contiguous and kernels.wanted(x.size):
+            out, xhat, inv_std, mu, var = kernels.batchnorm_forward(x, gamma, beta, self.eps)
+            self._cache = (xhat, inv_std)
+            self._update_running(mu, var * (n / (n - 1)) if self.unbiased_running_var else var)
+            return out
         mu = x.mean(axis=0)
         xc = x - mu
         var = np.mean(xc * xc, axis=0)
@@ -296,6 +320,11 @@ class BatchNorm(Layer):
         if self._cache is None:
             raise RuntimeError("BatchNorm.backward called before a training forward pass")
         xhat, inv_std = self._cache
+        if dout.dtype == xhat.dtype and kernels.wanted(dout.size):
+            g = self.grads
+            return kernels.batchnorm_backward(
+                dout, xhat, inv_std, self.params["gamma"], scale, g["gamma"], g["beta"]
+            )
         n = dout.shape[0]
         dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
         np.sum(dout * xhat, axis=0, out=dgamma)

@@ -21,10 +21,12 @@ each parameter at a time, so that each array crosses the memory bus once per ste
 in-place operation below is the same floating-point operation as the textbook
 expression in the comment beside it, so the results are the same bits.
 
-The update runs in the training thread alone. Sharing its blocks with a second thread
-was slower in every benchmark case with 2 BLAS threads (``bonus/best`` 6.0 against 6.5 s
-per epoch; the README's performance section): right after a GEMM, the BLAS library's own
-threads still hold the cores.
+That NumPy code is the reference. A large parameter (from 16 Ki elements with more than one
+thread, 256 Ki with one: :func:`mlplab.kernels.wanted`) is updated instead by a compiled kernel
+(:mod:`mlplab.kernels`) that does the same operations on each element in one vectorised
+pass (split among the run's threads for the largest arrays): the same bits, one trip over
+memory, no Python loop over blocks. An optimiser without a kernel (``_fused`` returns
+False) always takes the NumPy path.
 
 Plain SGD (the course's optimiser) asks for ``scale = -lr``: the weight-gradient
 GEMM then writes ``-lr * dL/dW``, the update itself, and the step is one in-place
@@ -39,6 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from mlplab import kernels
 from mlplab.errors import ConfigError
 from mlplab.options import Option, Real, check_options
 
@@ -115,6 +118,15 @@ class Optimizer:
                 self._update(name, p, g, arrays[2:], lr=lr, l2=l2, fresh=fresh, scale=scale)
                 continue
             flat = [a.reshape(-1) for a in arrays]
+            same = all(a.dtype == p.dtype for a in arrays)  # NumPy's casts are not the kernels'
+            if (
+                same
+                and kernels.wanted(p.size)
+                and self._fused(
+                    name, flat[0], flat[1], flat[2:], lr=lr, l2=l2, fresh=fresh, scale=scale
+                )
+            ):
+                continue
             for start in range(0, p.size, BLOCK):
                 pb, gb, *state = (a[start : start + BLOCK] for a in flat)
                 self._update(name, pb, gb, state, lr=lr, l2=l2, fresh=fresh, scale=scale)
@@ -134,6 +146,22 @@ class Optimizer:
         """Update one block ``p`` with its gradient block ``g`` (times ``scale``) and state
         blocks ``state`` (one per :attr:`slots`; ``fresh``: created for this step, zeros)."""
         raise NotImplementedError
+
+    def _fused(
+        self,
+        name: str,
+        p: np.ndarray,
+        g: np.ndarray,
+        state: list[np.ndarray],
+        *,
+        lr: float,
+        l2: float,
+        fresh: bool,
+        scale: float,
+    ) -> bool:
+        """The whole update of the flat arrays in one parallel pass (:mod:`mlplab.kernels`),
+        the same bits as :meth:`_update`; False where this optimiser has no such kernel."""
+        return False
 
     # -- in-place building blocks ---------------------------------------------------------------
     def _scratch(self, like: np.ndarray, k: int = 0) -> np.ndarray:
@@ -186,6 +214,23 @@ class SGD(Optimizer):
         # plain SGD takes the update straight from the GEMM (the decoupled decay would have
         # to be applied before the L2 term is folded in, so it takes the general path)
         return -lr if self.momentum == 0.0 and self.wd == 0.0 else 1.0
+
+    def _fused(self, name, p, g, state, *, lr, l2, fresh, scale):
+        if scale != 1.0:
+            kernels.sgd_scaled(p, g, 1.0 - 2.0 * lr * l2 if l2 else None)
+            return True
+        kernels.sgd(
+            p,
+            g,
+            state[0] if state else None,
+            lr=lr,
+            l2=l2,
+            decay=1.0 - lr * self.wd if self.wd and name in self.decay_names else None,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            fresh=fresh,
+        )
+        return True
 
     def _update(self, name, p, g, state, *, lr, l2, fresh, scale):
         if scale != 1.0:  # g = -lr dL/dp (grad_scale)
@@ -263,6 +308,23 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     slots = (".m", ".v")
+
+    def _fused(self, name, p, g, state, *, lr, l2, fresh, scale):
+        m, v = state
+        kernels.adam(
+            p,
+            g,
+            m,
+            v,
+            lr=lr,
+            l2=l2,
+            decay=1.0 - lr * self.wd if self.wd and name in self.decay_names else None,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            eps=self.eps,
+            t=self.t,
+        )
+        return True
 
     def _update(self, name, p, g, state, *, lr, l2, fresh, scale):
         g = self._with_l2(p, g, l2)

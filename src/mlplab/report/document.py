@@ -11,7 +11,8 @@ neighbours.
 Why a Markdown library instead of hand-written HTML: report text carries
 strings nobody at mlplab chose (data folder names, recipe values), and a
 regex renderer that builds ``<a href>`` after escaping is one quote away from
-script injection (a run or class name holding ``<script>``). markdown-it-py runs with raw HTML disabled, so
+script injection (a run or class name holding ``<script>``). markdown-it-py runs with
+raw HTML disabled, so
 ``<img onerror=...>`` in any block is shown as text, escapes every text node
 and attribute value itself, percent-encodes link targets and refuses
 ``javascript:``/``data:`` links. What this module still has to do is keep

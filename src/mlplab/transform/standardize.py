@@ -102,11 +102,12 @@ def transform_pixels(
     scale: float = 255.0,
     what: str = "the data",
 ) -> np.ndarray:
-    """Raw rows ``(n, d)`` (named ``what`` in an error) to network inputs: :func:`standardize` (uint8 pixels in
-    ``dtype``; float features in float64, then cast to ``dtype``), then ``@ whiten`` when
-    there is one. The splits and saved models compute exactly this (the ONNX graph the
-    same formula in float32). A value that ``dtype`` cannot hold (features of 1e300 in
-    float32) is one :class:`DataError` (:func:`check_range`), without NumPy's warnings."""
+    """Raw rows ``(n, d)`` (named ``what`` in an error) to network inputs:
+    :func:`standardize` (uint8 pixels in ``dtype``; float features in float64, then cast
+    to ``dtype``), then ``@ whiten`` when there is one. The splits and saved models compute
+    exactly this (the ONNX graph the same formula in float32). A value that ``dtype`` cannot
+    hold (features of 1e300 in float32) is one :class:`DataError` (:func:`check_range`),
+    without NumPy's warnings."""
     x = np.asarray(x)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if x.dtype == np.uint8:
