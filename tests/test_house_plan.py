@@ -65,3 +65,25 @@ def test_every_module_is_placed_and_small():
         assert me == "__init__" or _floor(me), f"{me} is on no floor of the house plan"
         lines = len(path.read_text(encoding="utf-8").splitlines())
         assert lines <= 450, f"{me} has {lines} lines"
+
+
+def test_the_architecture_page_names_every_module():
+    """docs/explanations/architecture.md names each module in its table: as ``dir/name.py``,
+    or as ``name.py`` on a line that names ``dir/`` (``train/trainer.py``, ``callbacks.py``)."""
+    page = (SRC.parents[1] / "docs" / "explanations" / "architecture.md").read_text("utf-8")
+    lines = page.splitlines()
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.name == "__init__.py" and rel.parent.name not in ("transform", "reproduce"):
+            continue
+        if len(rel.parts) == 1:
+            named = f"`{rel.name}`" in page or f"{rel.name}" in page
+        else:
+            folder = f"{rel.parent.as_posix()}/"
+            named = f"{folder}{rel.name}" in page or any(
+                folder in line and rel.name in line for line in lines
+            )
+        if not named:
+            missing.append(rel.as_posix())
+    assert not missing, f"modules the architecture page does not name: {missing}"
