@@ -47,7 +47,7 @@ FRONT_COMMANDS = (
     "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/mlplab reproduce "
     "assignment2 --workers 2 --data ../shared/data/cifar10-images\n",
     "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
-    ".venv/bin/python -m pytest -q\n",
+    ".venv/bin/python -m pytest -q -n 2\n",
 )
 MARKER = re.compile(r"^<!--\s*(not-run|run-by|run-with):\s*(.*?)\s*-->$")
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
