@@ -27,7 +27,6 @@ from mlplab.images import ImageShape
 from mlplab.nn.network import Network
 from mlplab.nn.serialize import legacy_shape
 from mlplab.train.build import build_network, image_needs
-from mlplab.train.gather import gather_ahead
 from mlplab.train.trainer import Trainer
 from mlplab.transform import InputTransform, mirror_for
 
@@ -339,7 +338,6 @@ class MLPClassifier:
             rng,
             progress=self.progress,
             image_shape=shape,
-            prefetch=gather_ahead(cfg.threads),
         )
         self.history_ = trainer.fit(Xs, y_idx.astype(np.int64), Xv, yv)
         self.n_updates_ = trainer.step

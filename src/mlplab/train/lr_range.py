@@ -30,7 +30,6 @@ from mlplab.fileio import atomic_write_json
 from mlplab.optim import Ramp
 from mlplab.report.plots import plot_lr_range
 from mlplab.train.build import build_network
-from mlplab.train.gather import gather_ahead
 from mlplab.train.prepared import recipe_splits
 from mlplab.train.reuse import Cache
 from mlplab.train.trainer import Trainer
@@ -87,7 +86,6 @@ def lr_range_test(
         progress=progress,
         schedule=schedule,
         image_shape=splits.image_shape,
-        prefetch=gather_ahead(run_cfg.threads),
     )
     diverged_at = None
     try:

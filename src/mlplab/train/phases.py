@@ -34,7 +34,6 @@ from mlplab.nn.network import Network
 from mlplab.nn.serialize import save_network
 from mlplab.train.build import build_network, resolved_config, total_updates
 from mlplab.train.checkpoint import AWAY, check_meta, latest_checkpoint, write_checkpoint
-from mlplab.train.gather import gather_ahead
 from mlplab.train.metrics import breakdown_on_test, final_metrics, snapshot_metrics
 from mlplab.train.prepared import recipe_splits, whiten_recipe_splits
 from mlplab.train.reuse import config_hash
@@ -123,7 +122,6 @@ def prepare(
         progress=progress,
         on_step=checkpoints,
         image_shape=splits.image_shape,
-        prefetch=gather_ahead(cfg.threads),
     )
     trainer.check_data(splits.x_train)  # before the whitening, the slow part of the setup
     stop.phase(interrupted("while whitening the data", resume_at))

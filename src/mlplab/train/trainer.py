@@ -69,7 +69,8 @@ class Trainer:
     network's dense weights. ``schedule`` replaces the configuration's (the learning-rate
     range test). ``image_shape``: the geometry of the rows, for the image augmentations
     (None: flat features, which those refuse). ``prefetch``: gather the next batch in a
-    helper thread (:func:`mlplab.train.gather.gather_ahead` says when that pays).
+    helper thread (default: where :func:`mlplab.train.gather.gather_ahead` says it pays for
+    the recipe's ``threads``).
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class Trainer:
         schedule: Schedule | None = None,
         on_step: Callable[[Trainer], None] | None = None,
         image_shape: ImageShape | None = CIFAR10_SHAPE,
-        prefetch: bool = False,
+        prefetch: bool | None = None,
     ) -> None:
         self.net = network
         self.image_shape = image_shape
@@ -91,7 +92,7 @@ class Trainer:
         self.rng = rng
         self.progress = progress
         self.on_step = on_step
-        self.prefetch = prefetch
+        self.prefetch = gather_ahead(cfg.threads) if prefetch is None else prefetch
         self.schedule = schedule
         if optimizer is not None:
             if optimizer.l2 != cfg.lam:
@@ -319,7 +320,6 @@ def train_on_splits(
         progress=progress,
         on_step=on_step,
         image_shape=splits.image_shape,
-        prefetch=gather_ahead(cfg.threads),
     )
     with blas_threads(cfg.threads):
         trainer.fit(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
