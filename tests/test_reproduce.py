@@ -236,4 +236,10 @@ def test_bonus_quick_shows_the_ablation_with_every_runs_curves(tmp_path):
         assert (out / "bonus-ablation" / f"no-{name}" / "curves.png").is_file()
     full = json.loads((out / "bonus-ablation" / "full" / "results.json").read_text())
     assert full["config"]["zca_eps"] > 0 and full["config"]["flip_average"]
+    # the tuning study: bonus/search's space (TPE, median pruning), --quick's two trials
+    study = json.loads((out / "bonus-tuning" / "search.json").read_text())
+    assert (study["sampler"], study["pruner"]) == ("tpe:5", "median:3:0")
+    assert study["counts"]["coarse"]["complete"] == 2 and study["counts"]["fine"]["budget"] == 0
+    assert "### Tuning study" in md and "sampler `tpe:5`, pruner `median:3:0`" in md
+    assert "](bonus-tuning/search.png)" in md and (out / "bonus-tuning" / "search.png").is_file()
     assert rows[2]["test_accuracy"] == full["ensemble_test_accuracy_single_view"]

@@ -301,7 +301,13 @@ def _kill_when(cmd: list[str], env: dict[str, str], db: Path, url: str, study: s
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9(data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["random", "tpe:2"])
+def test_resume_after_kill_9(
+    data_dir: Path, env: dict[str, str], tmp_path: Path, sampler: str
+) -> None:
+    """kill -9 during a trial, then the same command: the finished trials are kept, the
+    killed one is FAIL and its slot runs once more (with the slot's draw for ``random``,
+    asked of the sampler again for ``tpe``, whose values depend on the finished trials)."""
     TS = optuna.trial.TrialState
     out = tmp_path / "run"
     url = default_storage(out)
@@ -313,7 +319,8 @@ def test_resume_after_kill_9(data_dir: Path, env: dict[str, str], tmp_path: Path
         *SPACE,
         *"--trials 3 --fine-trials 2 --out".split(),
         str(out),
-        *"--study kill".split(),
+        *"--study kill --sampler".split(),
+        sampler,
     )
     before = _kill_when(cmd, env, out / "study.db", url, "kill")
     running = [t for t in before if t.state == TS.RUNNING]
@@ -338,11 +345,18 @@ def test_resume_after_kill_9(data_dir: Path, env: dict[str, str], tmp_path: Path
         if t.state == TS.COMPLETE and (t.user_attrs["stage"], t.user_attrs["slot"]) == (stage, slot)
     ]
     assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == [killed.number]
-    # the same parameters: those of the slot (the killed trial holds them too, unless it was
-    # killed in the instant between turning RUNNING and recording them)
-    params = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),)).params
-    assert retry[0].params == draw(params, 0, stage, slot)
-    assert killed.params in ({}, retry[0].params)
+    if sampler == "random":
+        # the same parameters: those of the slot (the killed trial holds them too, unless it
+        # was killed in the instant between turning RUNNING and recording them)
+        params = SearchSpec(params=(Param.make("lam", "log", 1e-4, 1),)).params
+        assert retry[0].params == draw(params, 0, stage, slot)
+    else:  # the sampler's values, within each stage's range
+        for t in after:
+            space = Param.make(**t.user_attrs["space"][0])
+            assert t.state != TS.COMPLETE or space.low <= t.params["lam"] <= space.high
+    assert killed.params in ({}, retry[0].params)  # a retry keeps the values it was given
+    summary = json.loads((out / "search.json").read_text())  # the course's keeps its shape
+    assert summary.get("sampler", "random") == sampler
     check_exactly_once(after, {"coarse": 3, "fine": 2})
     for name in ("search.md", "search.csv", "search.png", "search.json"):
         assert (out / name).is_file()
@@ -384,10 +398,22 @@ def test_killing_the_launcher_stops_its_workers(
 
 
 @pytest.mark.slow
-def test_two_workers_on_sqlite(data_dir: Path, env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["random", "tpe:2"])
+def test_two_workers_on_sqlite(
+    data_dir: Path, env: dict[str, str], tmp_path: Path, sampler: str
+) -> None:
+    """Two worker processes share one SQLite study: every slot of both stages completes
+    exactly once, with Optuna's TPE as with the course's draws (TPE's values then depend on
+    which trials had finished when each was asked, so only the shape of the table is fixed)."""
     out = tmp_path / "par"
     cmd = search_cmd(
-        data_dir, *TINY, *SPACE, *"--trials 4 --fine-trials 2 --workers 2 --out".split(), str(out)
+        data_dir,
+        *TINY,
+        *SPACE,
+        *"--trials 4 --fine-trials 2 --workers 2 --sampler".split(),
+        sampler,
+        "--out",
+        str(out),
     )
     res = run(cmd, env)
     assert res.returncode == 0, res.stderr

@@ -202,6 +202,25 @@ def test_pruned_trial_stops_after_its_first_cycle(
     md = (res.out / "search.md").read_text()
     assert "| state | updates |" in md and "| pruned at cycle 1 | 20 |" in md
     assert "pruner median:1:0" in md and "pruned: coarse 1, fine 0" in md
+    # a report of `mlplab reproduce` names the sampler and pruner and lists the pruned trial
+    from mlplab.report.document import Table, Text
+    from mlplab.reproduce.studies import search_blocks
+
+    blocks = search_blocks("s", "assignment2/search", s)
+    assert (
+        "sampler `random`, pruner `median:1:0`"
+        in next(b for b in blocks if isinstance(b, Text)).text
+    )
+    (stopped,) = [b for b in blocks if isinstance(b, Table) and "pruner" in b.caption]
+    assert stopped.rows == [
+        (
+            f"{bad.params['lam']:.4g}",
+            "pruned at cycle 1",
+            f"{100 * bad.value:.2f} %",
+            "20",
+            stopped.rows[0][-1],
+        )
+    ]
 
 
 def test_pruning_compares_run_by_run_and_halving(

@@ -80,7 +80,10 @@ MIN_FUSED = 1 << 18
 #: on the cores the kernel's threads need: 100 updates of ``bonus/best`` with 2 threads on a
 #: 2-core host took 1.8-2.2 s with every kernel on the calling thread, 2.3-2.4 s split with
 #: OpenMP's threads spinning briefly, 2.9-3.7 s split with them sleeping, 2.7-3.0 s with only
-#: the update's two large arrays split (NumPy: 1.9-2.5 s)
+#: the update's two large arrays split (NumPy: 1.9-2.5 s). Nor does it pay with OpenBLAS's
+#: threads sleeping at once after each product (``OPENBLAS_THREAD_TIMEOUT=4``): a whole
+#: epoch of ``bonus/best``'s network took 11.6-12.2 s split, 6.9-7.6 s on the calling
+#: thread (29.6-30.6 s split with OpenBLAS's default timeout; shared host, GEMMs 5.4 s)
 MIN_SPLIT = 1 << 22
 
 

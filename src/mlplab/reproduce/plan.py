@@ -99,6 +99,9 @@ A3_SENSITIVITY = Experiment("a3-sensitivity", "sensitivity", "assignment3/sensit
 LR_RANGE = Experiment(
     "bonus-lr-range", "lr-range", "assignment2/ex3", options={"epochs": 8.0}, quick={"epochs": 2.0}
 )
+TUNING = Experiment(
+    "bonus-tuning", "search", "bonus/search", quick={"trials": QUICK_TRIALS, "fine_trials": 0}
+)
 ABLATION = Experiment("bonus-ablation", "ablation", "bonus/best", options={"only": ABLATED})
 
 # -- the parts: steps of sections -------------------------------------------------------------
@@ -187,6 +190,18 @@ BONUS = (
         (
             Heading("Bonus: beyond the course"),
             Show("lr-range", "Learning-rate range test", (LR_RANGE,)),
+        ),
+    ),
+    Step(
+        "bonus: tuning study",
+        (
+            Show(
+                "search",
+                "Tuning study",
+                (TUNING,),
+                "`bonus/search`: `bonus/best` shortened to 8 epochs, its peak rate, L2 and "
+                "label smoothing drawn by Optuna's TPE, trials stopped early by median pruning.",
+            ),
         ),
     ),
     Step(

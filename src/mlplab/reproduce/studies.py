@@ -63,9 +63,12 @@ def search_blocks(where: str, recipe: str, summary: dict[str, Any]) -> list[Bloc
         how.append(f"each the mean validation accuracy of {runs['fine']} seeds")
     best = summary.get("best") or {}
     interval = summary.get("fine_interval")
+    sampler, pruner = summary.get("sampler", "random"), summary.get("pruner", "none")
+    stages = "Coarse-to-fine search" if summary["counts"]["fine"]["budget"] else "Search"
     text = (
-        f"Coarse-to-fine search with `{recipe}`: space {', '.join(summary['space'])}, "
-        f"fine rule `{summary['fine_rule']}`"
+        f"{stages} with `{recipe}`: space {', '.join(summary['space'])}"
+        + (f", sampler `{sampler}`, pruner `{pruner}`" if "sampler" in summary else "")
+        + (f", fine rule `{summary['fine_rule']}`" if summary["counts"]["fine"]["budget"] else "")
         + (f", fine interval {', '.join(interval)}" if interval else "")
         + "."
         + (f" Fine trials: {'; '.join(how)}." if how else "")
@@ -108,6 +111,7 @@ def search_blocks(where: str, recipe: str, summary: dict[str, Any]) -> list[Bloc
                 caption=f"{stage} stage: {title}",
             )
         )
+    blocks.extend(_pruned_blocks(summary, pruner))
     if summary.get("figure_error"):
         blocks.append(Text(f"(The figure could not be drawn: {summary['figure_error']}.)"))
     else:
@@ -121,6 +125,31 @@ def search_blocks(where: str, recipe: str, summary: dict[str, Any]) -> list[Bloc
         )
     )
     return blocks
+
+
+def _pruned_blocks(summary: dict[str, Any], pruner: str) -> list[Block]:
+    """The trials the pruner stopped: where, at what validation accuracy, after how many
+    updates (none without pruning)."""
+    rows = [r for stage in ("coarse", "fine") for r in (summary.get("pruned") or {}).get(stage, [])]
+    if not rows:
+        return []
+    keys = list(rows[0]["params"])
+    return [
+        Table(
+            (*keys, "stopped", "validation accuracy then", "updates", "seconds"),
+            [
+                (
+                    *(f"{r['params'][k]:.4g}" for k in keys),
+                    r["state"],
+                    pct(r["val_accuracy"]),
+                    str(r["updates"]),
+                    f"{r['seconds']:.0f}",
+                )
+                for r in rows
+            ],
+            caption=f"trials stopped by the pruner `{pruner}` (never the best)",
+        )
+    ]
 
 
 def sensitivity(show: Show, results: list[Any], ctx: Context) -> list[Section]:
